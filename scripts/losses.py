@@ -1,0 +1,286 @@
+# Copyright (c) 2026 JCAS bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Class-Affinity Loss Correction (CALC), section 3 of JCAS_METHOD.md.
+
+Pure functions hold the maths; :class:`CALCLoss` holds the learnable transitions ``T_C`` and ``T_A``, the weights
+and the training stage (warm-up without correction, then correction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.modules.loss import _Loss
+from torch.utils.checkpoint import checkpoint
+
+from .transition import NoiseTransition, affinity_transition_from_class
+
+__all__ = [
+    "CALCLoss",
+    "affinity_bce",
+    "affinity_consistency",
+    "class_prior",
+    "forward_corrected_nll",
+    "transition_log_volume",
+]
+
+_CLAMP = 1e-10  # probabilities are clamped here before the log, as in the paper
+_CHUNK_ELEMENTS = 2**22  # pair elements per chunk of the exact affinity loss when no chunk size is given
+
+
+def forward_corrected_nll(
+    logits: torch.Tensor, target: torch.Tensor, t_class: torch.Tensor | None = None, ignore_index: int = -100
+) -> torch.Tensor:
+    """``NLL(log clamp(softmax(logits) T_C, 1e-10), target)``; plain cross-entropy when ``t_class`` is None.
+
+    Args:
+        logits: BCH[WD] class logits.
+        target: BH[WD] integer noisy labels.
+        t_class: (C, C) row-stochastic class transition ``T_C``, or None for no correction.
+        ignore_index: label value that contributes nothing.
+
+    Returns:
+        scalar mean over the non-ignored pixels.
+    """
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # AMP: the loss is computed in float32
+    if t_class is None:
+        return F.cross_entropy(logits, target, ignore_index=ignore_index)
+    noisy_probs = torch.einsum("bc...,cd->bd...", torch.softmax(logits, dim=1), t_class.to(logits))
+    # nll_loss's backward needs a contiguous input, and einsum may return a permuted view
+    return F.nll_loss(torch.log(noisy_probs.clamp_min(_CLAMP)).contiguous(), target, ignore_index=ignore_index)
+
+
+def _pair_bce_sum(
+    f_rows: torch.Tensor,
+    f: torch.Tensor,
+    y_rows: torch.Tensor,
+    y: torch.Tensor,
+    valid_rows: torch.Tensor,
+    valid: torch.Tensor,
+    t_affinity: torch.Tensor,
+) -> torch.Tensor:
+    """Sum of corrected pair BCE over the pairs (rows × all); f_rows: B,R,D; f: B,N,D; y_* and valid_*: B,R / B,N."""
+    affinity = torch.bmm(f_rows, f.transpose(1, 2))  # B, R, N
+    p_same = t_affinity[0, 1] + affinity * (t_affinity[1, 1] - t_affinity[0, 1])
+    same = y_rows.unsqueeze(2) == y.unsqueeze(1)
+    prob = torch.where(same, p_same, 1 - p_same)
+    pair_valid = valid_rows.unsqueeze(2) & valid.unsqueeze(1)
+    return -(torch.log(prob.clamp_min(_CLAMP)) * pair_valid).sum()
+
+
+def affinity_bce(
+    embedding: torch.Tensor,
+    target: torch.Tensor,
+    t_affinity: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    chunk_size: int | None = None,
+    num_pairs: int | None = None,
+) -> torch.Tensor:
+    """Mean corrected BCE over the pixel pairs of each image, on the affinity grid.
+
+    .. math::
+        a_{ij} = f_i \\cdot f_j,\\quad p'_{ij} = (1 - a_{ij}) T_A[0, 1] + a_{ij} T_A[1, 1],\\quad
+        L_A = \\operatorname{mean}_{ij} \\operatorname{BCE}(p'_{ij}, [\\tilde y_i = \\tilde y_j])
+
+    Pairs touching an ``ignore_index`` pixel are left out. The exact form visits all N² pairs in chunks of
+    ``chunk_size`` rows, each recomputed in the backward pass, so memory is O(chunk_size · N) rather than O(N²).
+
+    Args:
+        embedding: BDH[WD] normalised embedding (non-negative, unit norm), so ``a_ij ∈ [0, 1]``.
+        target: BH[WD] integer noisy labels on the same grid.
+        t_affinity: (2, 2) affinity transition ``T_A`` (0 = different, 1 = same), or None for no correction.
+        ignore_index: label value whose pairs are left out.
+        chunk_size: rows per chunk of the exact loss; None picks chunks of about 4M pairs.
+        num_pairs: if given, an unbiased estimate from this many pairs per image drawn uniformly (with
+            replacement) among the valid pixels, instead of the exact mean.
+
+    Returns:
+        scalar loss.
+    """
+    if embedding.shape[0] != target.shape[0] or embedding.shape[2:] != target.shape[1:]:
+        raise ValueError(f"target BH[WD] {tuple(target.shape)} must match embedding grid {tuple(embedding.shape)}")
+    f = embedding.to(torch.promote_types(embedding.dtype, torch.float32)).flatten(2).transpose(1, 2)  # B, N, D
+    t_affinity = torch.eye(2).to(f) if t_affinity is None else t_affinity.to(f)
+    y = target.flatten(1)  # B, N
+    valid = y != ignore_index
+    batch, n = y.shape
+    if num_pairs is not None:
+        weights = valid.float() + (~valid.any(dim=1, keepdim=True)).float()  # images with no valid pixel: masked below
+        i, j = (torch.multinomial(weights, num_pairs, replacement=True) for _ in range(2))  # B, M
+        gather = lambda x, idx: torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # noqa: E731
+        affinity = (gather(f, i) * gather(f, j)).sum(-1)  # B, M
+        p_same = t_affinity[0, 1] + affinity * (t_affinity[1, 1] - t_affinity[0, 1])
+        prob = torch.where(torch.gather(y, 1, i) == torch.gather(y, 1, j), p_same, 1 - p_same)
+        image_valid = valid.any(dim=1, keepdim=True).float()
+        return -(torch.log(prob.clamp_min(_CLAMP)) * image_valid).sum() / (image_valid.sum() * num_pairs).clamp_min(1)
+    rows = chunk_size or max(1, _CHUNK_ELEMENTS // (batch * n))
+    total = f.new_zeros(())
+    for start in range(0, n, rows):
+        args = (f[:, start : start + rows], f, y[:, start : start + rows], y, valid[:, start : start + rows], valid)
+        if rows < n and torch.is_grad_enabled():
+            total = total + checkpoint(_pair_bce_sum, *args, t_affinity, use_reentrant=False)
+        else:
+            total = total + _pair_bce_sum(*args, t_affinity)
+    num_valid = valid.sum(dim=1).to(f)
+    return total / (num_valid**2).sum().clamp_min(1)
+
+
+def affinity_consistency(t_class: torch.Tensor, t_affinity: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """``MSE(T_A*(T_C, π), T_A)``: the affinity transition implied by ``T_C`` should match the learned ``T_A``."""
+    return F.mse_loss(affinity_transition_from_class(t_class, prior), t_affinity)
+
+
+def transition_log_volume(transition: torch.Tensor) -> torch.Tensor:
+    """``log |det T|`` (VolMin's volume term), through ``slogdet``."""
+    return torch.linalg.slogdet(transition).logabsdet
+
+
+def class_prior(
+    labels: Iterable[np.ndarray | torch.Tensor], num_classes: int, ignore_index: int | None = None
+) -> torch.Tensor:
+    """Class frequencies ``π`` of a set of (noisy) label maps, ignoring ``ignore_index``.
+
+    Args:
+        labels: label maps of any shape holding 0..C-1 (and ``ignore_index``).
+        num_classes: C.
+        ignore_index: label value not counted.
+
+    Returns:
+        (C,) float tensor summing to 1.
+    """
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    for label in labels:
+        values = torch.as_tensor(np.asarray(label)).flatten().long()
+        if ignore_index is not None:
+            values = values[values != ignore_index]
+        if values.numel() and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"label values must lie in 0..{num_classes - 1}, got {values.unique().tolist()}")
+        counts += torch.bincount(values, minlength=num_classes).double()
+    if counts.sum() == 0:
+        raise ValueError("no labelled pixel to compute the class prior from")
+    return (counts / counts.sum()).float()
+
+
+class CALCLoss(_Loss):
+    """Joint class-affinity loss with noise correction (JCAS, Guo & Yuan, MICCAI 2022, arXiv 2206.07994).
+
+    Warm-up stage (``correction=False``): ``L = L_C + λ_A L_A``, uncorrected. Correction stage:
+
+    .. math::
+        L = L_C(T_C) + λ_A L_A(T_A) + λ_{vol} (\\log|\\det T_C| + \\log|\\det T_A|)
+            + λ_{cons} \\|T_A^*(T_C, π) - T_A\\|^2
+
+    with ``L_C`` the forward-corrected NLL of the rectified logits ``P`` plus that of the logits ``Q``. The
+    transitions ``t_class`` (``T_C``) and ``t_affinity`` (``T_A``) are submodules, so ``loss.parameters()`` is their
+    optimizer group and ``loss.state_dict()`` saves them with the stage.
+
+    Shapes:
+        - pred: dict from :class:`scripts.network.JCASNet` in train mode: ``"logits"`` BCH[WD] (Q),
+          optional ``"rectified"`` BCH[WD] (P), ``"embedding"`` BDh[wd] normalised, on the affinity grid.
+        - target: B1H[WD] (or BH[WD]) integer noisy labels at the logits' size.
+
+    Args:
+        num_classes: C.
+        class_prior: (C,) class frequencies of the noisy training labels (see :func:`class_prior`); needed when
+            ``lambda_consistency > 0``.
+        lambda_affinity: weight of the affinity loss ``L_A``; 0 turns it (and the embedding's use) off.
+        lambda_volume: weight of the volume term.
+        lambda_consistency: weight of the class-affinity consistency term.
+        ignore_index: label value that contributes nothing (None: every value is a class).
+        correction: start in the correction stage (else warm-up).
+        transition_init: initial value of the transition weights (see :class:`NoiseTransition`).
+        affinity_chunk_size: rows per chunk of the exact affinity loss (None: automatic).
+        affinity_pairs: sampled pairs per image for an unbiased estimate of ``L_A`` (None: exact).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_prior: torch.Tensor | None = None,
+        lambda_affinity: float = 1.0,
+        lambda_volume: float = 0.5,
+        lambda_consistency: float = 0.01,
+        ignore_index: int | None = None,
+        correction: bool = False,
+        transition_init: float = -2.0,
+        affinity_chunk_size: int | None = None,
+        affinity_pairs: int | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("lambda_affinity", lambda_affinity), ("lambda_volume", lambda_volume)):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        if lambda_consistency < 0:
+            raise ValueError(f"lambda_consistency must be >= 0, got {lambda_consistency}")
+        if lambda_consistency > 0 and class_prior is None:
+            raise ValueError("lambda_consistency > 0 needs class_prior (see scripts.losses.class_prior)")
+        self.num_classes = num_classes
+        self.lambda_affinity = lambda_affinity
+        self.lambda_volume = lambda_volume
+        self.lambda_consistency = lambda_consistency
+        self.ignore_index = -100 if ignore_index is None else ignore_index
+        self.affinity_chunk_size = affinity_chunk_size
+        self.affinity_pairs = affinity_pairs
+        self.t_class = NoiseTransition(num_classes, transition_init)
+        self.t_affinity = NoiseTransition(2, transition_init)
+        prior = torch.full((num_classes,), 1.0 / num_classes) if class_prior is None else torch.as_tensor(class_prior)
+        if prior.shape != (num_classes,):
+            raise ValueError(f"class_prior must have shape ({num_classes},), got {tuple(prior.shape)}")
+        self.register_buffer("class_prior", prior.float() / prior.sum())
+        self.register_buffer("_correction", torch.tensor(bool(correction)))
+        self.last_terms: dict[str, torch.Tensor] = {}
+
+    @property
+    def correction(self) -> bool:
+        """True in the correction stage, False in warm-up; saved in the state dict."""
+        return bool(self._correction)
+
+    @correction.setter
+    def correction(self, value: bool) -> None:
+        self._correction.fill_(bool(value))
+
+    def forward(self, pred: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        """Total loss (scalar); the detached terms are kept in ``self.last_terms`` for logging."""
+        if not isinstance(pred, dict) or "logits" not in pred:
+            raise TypeError(f"CALCLoss expects JCASNet's train-mode dict with 'logits', got {type(pred).__name__}")
+        logits = pred["logits"]
+        if target.ndim == logits.ndim:
+            if target.shape[1] != 1:
+                raise ValueError(f"expected a one-channel B1H[WD] target, got {tuple(target.shape)}")
+            target = target[:, 0]
+        if target.shape != logits.shape[:1] + logits.shape[2:]:
+            raise ValueError(f"target {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
+        target = target.long()
+        correct = self.correction
+        t_class = self.t_class() if correct else None
+        t_affinity = self.t_affinity() if correct else None
+
+        class_logits = [logits] + ([pred["rectified"]] if "rectified" in pred else [])
+        terms = {"class": sum(forward_corrected_nll(x, target, t_class, self.ignore_index) for x in class_logits)}
+        if self.lambda_affinity > 0:
+            embedding = pred["embedding"]
+            grid_target = F.interpolate(target[:, None].float(), size=embedding.shape[2:], mode="nearest")[:, 0].long()
+            terms["affinity"] = affinity_bce(
+                embedding, grid_target, t_affinity, self.ignore_index, self.affinity_chunk_size, self.affinity_pairs
+            )
+        if correct:
+            terms["volume"] = transition_log_volume(t_class) + transition_log_volume(t_affinity)
+            if self.lambda_consistency > 0:
+                terms["consistency"] = affinity_consistency(t_class, t_affinity, self.class_prior)
+        weights = {"affinity": self.lambda_affinity, "volume": self.lambda_volume}
+        weights["consistency"] = self.lambda_consistency
+        total = sum(weights.get(name, 1.0) * value for name, value in terms.items())
+        self.last_terms = {name: value.detach() for name, value in terms.items()}
+        self.last_terms["total"] = total.detach()
+        return total

@@ -1,0 +1,86 @@
+# Copyright (c) 2026 JCAS bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Learnable noise transition matrices and the class-to-affinity transition (sections 3 of JCAS_METHOD.md)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["NoiseTransition", "affinity_transition_from_class"]
+
+
+class NoiseTransition(nn.Module):
+    """A learnable row-stochastic transition matrix, ``T[i, j] = p(noisy = j | clean = i)``.
+
+    .. math::
+        T = \\operatorname{rownorm}\\big(I + \\sigma(W) \\odot (1 - I)\\big)
+
+    ``W`` is initialised to ``init`` everywhere, so the diagonal starts at ``1 / (1 + (K - 1) σ(init))``
+    (0.737 for K = 4 and init = -2). Used for ``T_C`` (K = C classes) and ``T_A`` (K = 2: 0 = different class,
+    1 = same class) in the paper.
+
+    Args:
+        num_classes: K, the size of the square matrix (>= 2).
+        init: initial value of every entry of ``W``.
+
+    Example:
+        >>> NoiseTransition(4)().sum(dim=1)
+        tensor([1., 1., 1., 1.], grad_fn=<SumBackward1>)
+    """
+
+    def __init__(self, num_classes: int, init: float = -2.0) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        self.num_classes = num_classes
+        self.weight = nn.Parameter(torch.full((num_classes, num_classes), float(init)))
+        self.register_buffer("identity", torch.eye(num_classes), persistent=False)
+
+    def forward(self) -> torch.Tensor:
+        """Returns the (K, K) row-stochastic matrix."""
+        t = self.identity + torch.sigmoid(self.weight) * (1 - self.identity)
+        return t / t.sum(dim=1, keepdim=True)
+
+
+def affinity_transition_from_class(t_class: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """The affinity transition ``T_A*`` implied by a class transition ``T_C`` and a class prior ``π``.
+
+    Two pixels draw their clean classes independently from ``π`` and their noisy classes independently from the rows
+    of ``T_C``. With ``s = Σ π_i²`` (clean pair same class), ``v11 = Σ π_i² ‖T_C[i]‖²`` (clean same, noisy same),
+    ``v10 = s - v11``, ``v01 = ‖T_Cᵀ π‖² - v11`` (clean different, noisy same) and ``v00 = 1 - s - v01``:
+
+    .. math::
+        T_A^* = \\begin{pmatrix} v_{00} / (1 - s) & v_{01} / (1 - s) \\\\ v_{10} / s & v_{11} / s \\end{pmatrix}
+
+    Index 0 is "different class", 1 is "same class". Differentiable in ``t_class``.
+
+    Args:
+        t_class: (C, C) row-stochastic class transition, ``T_C`` in the paper.
+        prior: (C,) class frequencies (normalised here); at least two classes must have mass.
+
+    Returns:
+        (2, 2) row-stochastic affinity transition.
+    """
+    if t_class.ndim != 2 or t_class.shape[0] != t_class.shape[1]:
+        raise ValueError(f"expected a square (C, C) t_class, got {tuple(t_class.shape)}")
+    if prior.shape != t_class.shape[:1]:
+        raise ValueError(f"expected a ({t_class.shape[0]},) prior, got {tuple(prior.shape)}")
+    prior = prior.to(t_class) / prior.sum()
+    prior_sq = prior**2
+    same = prior_sq.sum()
+    if not 0 < same < 1:
+        raise ValueError(f"the prior needs mass on at least two classes, got {prior.tolist()}")
+    v11 = (prior_sq * (t_class**2).sum(dim=1)).sum()
+    v01 = (t_class.T @ prior).pow(2).sum() - v11
+    v10 = same - v11
+    v00 = 1 - same - v01
+    return torch.stack([torch.stack([v00, v01]) / (1 - same), torch.stack([v10, v11]) / same])

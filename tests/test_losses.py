@@ -1,0 +1,233 @@
+# Copyright (c) 2026 JCAS bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from scripts.losses import (
+    CALCLoss,
+    affinity_bce,
+    affinity_consistency,
+    class_prior,
+    forward_corrected_nll,
+    transition_log_volume,
+)
+
+T_CLASS = torch.tensor([[0.8, 0.2], [0.3, 0.7]])
+T_AFFINITY = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+
+
+def two_pixel_embedding() -> torch.Tensor:
+    """B=1, D=2, grid 1x2: f_1 = (1, 0), f_2 = (.6, .8), so a_12 = .6 and a_11 = a_22 = 1."""
+    return torch.tensor([[[[1.0, 0.6]], [[0.0, 0.8]]]])
+
+
+def test_forward_corrected_nll_hand_value():
+    logits = torch.zeros(1, 2, 1, 1)  # softmax = (.5, .5), corrected = (.55, .45)
+    target = torch.ones(1, 1, 1, dtype=torch.long)
+    torch.testing.assert_close(forward_corrected_nll(logits, target, T_CLASS), torch.tensor(-math.log(0.45)))
+
+
+def test_forward_corrected_nll_identity_is_cross_entropy():
+    logits, target = torch.randn(2, 4, 5, 6), torch.randint(0, 4, (2, 5, 6))
+    expected = F.cross_entropy(logits, target)
+    torch.testing.assert_close(forward_corrected_nll(logits, target, torch.eye(4)), expected)
+    torch.testing.assert_close(forward_corrected_nll(logits, target, None), expected)
+
+
+def test_forward_corrected_nll_ignore_index():
+    logits = torch.zeros(1, 2, 1, 2)
+    target = torch.tensor([[[1, 255]]])
+    torch.testing.assert_close(
+        forward_corrected_nll(logits, target, T_CLASS, ignore_index=255), torch.tensor(-math.log(0.45))
+    )
+
+
+def test_affinity_bce_hand_value():
+    target = torch.tensor([[[0, 1]]])
+    # same pairs (1,1), (2,2): a = 1, p' = T_A[1,1] = .8; different pairs (1,2), (2,1): a = .6,
+    # p' = .1 + .6 (.8 - .1) = .52 and BCE = -log(1 - .52)
+    expected = (2 * -math.log(0.8) + 2 * -math.log(0.48)) / 4
+    torch.testing.assert_close(affinity_bce(two_pixel_embedding(), target, T_AFFINITY), torch.tensor(expected))
+    # uncorrected: p' = a, so only the different pairs cost: -log(1 - .6)
+    torch.testing.assert_close(affinity_bce(two_pixel_embedding(), target), torch.tensor(2 * -math.log(0.4) / 4))
+
+
+def test_affinity_bce_ignore_masks_pairs():
+    embedding = torch.tensor([[[[1.0, 0.6, 0.0]], [[0.0, 0.8, 1.0]]]])
+    target = torch.tensor([[[0, 1, 7]]])
+    torch.testing.assert_close(
+        affinity_bce(embedding, target, T_AFFINITY, ignore_index=7),
+        affinity_bce(two_pixel_embedding(), target[..., :2], T_AFFINITY),
+    )
+
+
+def random_case(batch=2, grid=(6, 7), channels=5, classes=3, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    embedding = torch.relu(torch.randn(batch, channels, *grid, generator=gen, dtype=torch.float64))
+    embedding = (embedding / embedding.norm(dim=1, keepdim=True).clamp_min(1e-9)).requires_grad_()
+    target = torch.randint(0, classes, (batch, *grid), generator=gen)
+    return embedding, target
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 17, 42, 1000])
+def test_chunked_equals_unchunked_values_and_gradients(chunk_size):
+    embedding, target = random_case()
+    t_aff = T_AFFINITY.clone().double().requires_grad_()
+    full = affinity_bce(embedding, target, t_aff, chunk_size=10_000)
+    chunked = affinity_bce(embedding, target, t_aff, chunk_size=chunk_size)
+    torch.testing.assert_close(chunked, full)
+    g_full = torch.autograd.grad(full, (embedding, t_aff))
+    g_chunked = torch.autograd.grad(chunked, (embedding, t_aff))
+    for a, b in zip(g_full, g_chunked, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_affinity_bce_equals_explicit_pair_loop():
+    embedding, target = random_case(batch=1, grid=(3, 4), seed=3)
+    f = embedding[0].flatten(1).T
+    y = target[0].flatten()
+    losses = []
+    for i in range(len(y)):
+        for j in range(len(y)):
+            a = float((f[i] @ f[j]).detach())
+            p = 0.1 + a * (0.8 - 0.1)
+            losses.append(-math.log(p if y[i] == y[j] else 1 - p))
+    torch.testing.assert_close(affinity_bce(embedding, target, T_AFFINITY), torch.tensor(np.mean(losses)).double())
+
+
+def test_sampled_pairs_are_unbiased():
+    embedding, target = random_case(batch=2, grid=(8, 8), seed=4)
+    exact = affinity_bce(embedding, target, T_AFFINITY).item()
+    torch.manual_seed(0)
+    estimates = torch.tensor([affinity_bce(embedding, target, T_AFFINITY, num_pairs=256).item() for _ in range(200)])
+    standard_error = estimates.std() / math.sqrt(len(estimates))
+    assert abs(estimates.mean() - exact) < 4 * standard_error
+    assert estimates.std() > 0
+
+
+def test_transition_log_volume():
+    torch.testing.assert_close(transition_log_volume(T_CLASS), torch.tensor(math.log(0.5)))
+
+
+def test_affinity_consistency_hand_value():
+    # T_A*(T_CLASS, (.5, .5)) = [[.62, .38], [.37, .63]], see test_transition.py
+    expected = ((0.62 - 0.9) ** 2 + (0.38 - 0.1) ** 2 + (0.37 - 0.2) ** 2 + (0.63 - 0.8) ** 2) / 4
+    value = affinity_consistency(T_CLASS, T_AFFINITY, torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(value, torch.tensor(expected))
+
+
+def test_class_prior():
+    labels = [np.array([[0, 0, 1], [2, 255, 0]]), torch.tensor([1, 1, 0, 255])]
+    torch.testing.assert_close(class_prior(labels, 3, ignore_index=255), torch.tensor([4.0, 3.0, 1.0]) / 8)
+    with pytest.raises(ValueError, match="0..2"):
+        class_prior([np.array([0, 3])], 3)
+    with pytest.raises(ValueError, match="no labelled pixel"):
+        class_prior([np.array([255])], 3, ignore_index=255)
+
+
+def make_pred(batch=2, classes=3, size=(8, 8), grid=(4, 4), channels=5, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    embedding = torch.relu(torch.randn(batch, channels, *grid, generator=gen))
+    return {
+        "logits": torch.randn(batch, classes, *size, generator=gen),
+        "rectified": torch.randn(batch, classes, *size, generator=gen),
+        "embedding": embedding / embedding.norm(dim=1, keepdim=True).clamp_min(1e-9),
+    }, torch.randint(0, classes, (batch, 1, *size), generator=gen)
+
+
+def test_warmup_is_uncorrected_sum():
+    pred, target = make_pred()
+    loss = CALCLoss(3, class_prior=torch.tensor([0.5, 0.3, 0.2]), lambda_affinity=0.7)
+    y = target[:, 0]
+    grid_y = y[:, ::2, ::2]  # nearest downsampling by 2
+    expected = (
+        F.cross_entropy(pred["logits"], y)
+        + F.cross_entropy(pred["rectified"], y)
+        + 0.7 * affinity_bce(pred["embedding"], grid_y)
+    )
+    torch.testing.assert_close(loss(pred, target), expected)
+    assert set(loss.last_terms) == {"class", "affinity", "total"}
+
+
+def test_correction_combines_terms_with_weights():
+    pred, target = make_pred(seed=1)
+    prior = torch.tensor([0.5, 0.3, 0.2])
+    loss = CALCLoss(3, prior, lambda_affinity=0.7, lambda_volume=0.5, lambda_consistency=0.01, correction=True)
+    t_class, t_aff = loss.t_class(), loss.t_affinity()
+    y = target[:, 0]
+    expected = (
+        forward_corrected_nll(pred["logits"], y, t_class)
+        + forward_corrected_nll(pred["rectified"], y, t_class)
+        + 0.7 * affinity_bce(pred["embedding"], y[:, ::2, ::2], t_aff)
+        + 0.5 * (transition_log_volume(t_class) + transition_log_volume(t_aff))
+        + 0.01 * affinity_consistency(t_class, t_aff, prior)
+    )
+    torch.testing.assert_close(loss(pred, target), expected)
+    assert set(loss.last_terms) == {"class", "affinity", "volume", "consistency", "total"}
+
+
+def test_stage_is_saved_in_state_dict():
+    loss = CALCLoss(3, lambda_consistency=0.0)
+    loss.correction = True
+    restored = CALCLoss(3, lambda_consistency=0.0)
+    assert not restored.correction
+    restored.load_state_dict(loss.state_dict())
+    assert restored.correction
+
+
+def test_transitions_get_gradients_only_in_correction():
+    pred, target = make_pred(seed=2)
+    pred = {key: value.requires_grad_() for key, value in pred.items()}
+    loss = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2]))
+    loss(pred, target).backward()
+    assert loss.t_class.weight.grad is None and loss.t_affinity.weight.grad is None
+    loss.correction = True
+    loss(pred, target).backward()
+    assert loss.t_class.weight.grad.abs().sum() > 0 and loss.t_affinity.weight.grad.abs().sum() > 0
+
+
+def test_no_rectified_and_no_affinity_is_cross_entropy():
+    pred, target = make_pred(seed=3)
+    del pred["rectified"]
+    loss = CALCLoss(3, lambda_affinity=0.0, lambda_consistency=0.0)
+    torch.testing.assert_close(loss(pred, target), F.cross_entropy(pred["logits"], target[:, 0]))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"lambda_affinity": -1.0}, "lambda_affinity"),
+        ({"lambda_volume": -0.1}, "lambda_volume"),
+        ({"lambda_consistency": -0.1}, "lambda_consistency"),
+        ({"lambda_consistency": 0.01}, "class_prior"),
+        ({"class_prior": torch.ones(4)}, "class_prior"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CALCLoss(3, **kwargs)
+
+
+def test_bad_inputs():
+    pred, target = make_pred()
+    loss = CALCLoss(3, lambda_consistency=0.0)
+    with pytest.raises(TypeError, match="dict"):
+        loss(pred["logits"], target)
+    with pytest.raises(ValueError, match="one-channel"):
+        loss(pred, target.repeat(1, 2, 1, 1))
+    with pytest.raises(ValueError, match="does not match"):
+        loss(pred, target[..., :4])
