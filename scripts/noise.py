@@ -58,7 +58,8 @@ def ellipse_noise(label: np.ndarray, num_classes: int, ignore_index: int | None 
     correction) becomes {x : (x - mu)^T S^-1 (x - mu) <= d + 2}, d the number of spatial dims: semi-axes
     2 sqrt(lambda) in 2D and sqrt(5 lambda) in 3D, so a solid ellipse (ellipsoid) maps to itself. Components
     (8-/26-connected) are painted on background, larger first, so small parts stay on top; ties by class, then
-    by position. Pixels equal to ``ignore_index`` keep their value and are never painted.
+    by position. Pixels equal to ``ignore_index`` keep their value and are never painted. Axes of size 1 are
+    dropped first: an (H, W, 1) map gets 2D ellipses.
 
     Args:
         label: H[WD] integer class map, 0 = background, 1..C-1 foreground.
@@ -68,6 +69,9 @@ def ellipse_noise(label: np.ndarray, num_classes: int, ignore_index: int | None 
     Returns:
         H[WD] noisy class map, same dtype.
     """
+    flat = tuple(i for i, n in enumerate(label.shape) if n == 1)
+    if flat and len(flat) < label.ndim:  # an (H, W, 1) map is 2D: its ellipses must be 2D ones
+        return ellipse_noise(label.squeeze(flat), num_classes, ignore_index).reshape(label.shape)
     structure = ndimage.generate_binary_structure(label.ndim, label.ndim)
     parts: list[tuple[int, int, int, np.ndarray]] = []
     for c in range(1, num_classes):
