@@ -33,7 +33,9 @@ from scripts.noise import (
 RANDOM_MODES = ("morph", "symmetric", "asymmetric")
 
 
-def solid_ellipse(shape: tuple[int, ...], centre: tuple[float, ...], axes: tuple[float, ...], angle: float = 0.0):
+def solid_ellipse(
+    shape: tuple[int, ...], centre: tuple[float, ...], axes: tuple[float, ...], angle: float = 0.0
+) -> np.ndarray:
     """Boolean solid ellipse (2D, rotated by ``angle``) or axis-aligned ellipsoid (3D)."""
     grid = np.indices(shape, dtype=float) - np.reshape(centre, (-1,) + (1,) * len(shape))
     if len(shape) == 2:
@@ -109,7 +111,9 @@ def test_asymmetric_flips_to_class_map(class_map: list[int] | None) -> None:
         ((40, 40, 40), (20.0, 19.5, 20.3), (6, 9, 5), 0.0),
     ],
 )
-def test_ellipse_of_an_ellipse_is_itself(shape, centre, axes, angle) -> None:
+def test_ellipse_of_an_ellipse_is_itself(
+    shape: tuple[int, ...], centre: tuple[float, ...], axes: tuple[float, ...], angle: float
+) -> None:
     label = solid_ellipse(shape, centre, axes, angle).astype(np.uint8)
     noisy = SimulateLabelNoise("ellipse", 2)(label[None])[0]
     changed = noisy != label
