@@ -1,0 +1,248 @@
+# Copyright (c) 2026 JCAS bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Benchmark of the JCAS core: linear against naive DAR, and a JCAS training step against plain cross-entropy.
+
+Usage::
+
+    python -m scripts.benchmark_core [--out docs/benchmarks/core.md] [--repeats 5] [--device cpu]
+
+Prints two Markdown tables and writes them to ``--out``. Every case is timed in the same run, interleaved with its
+baseline, and reported as a median with its ratio to the baseline, because shared machines are noisy. Peak memory is
+CUDA's ``max_memory_allocated`` on a GPU and, on a Linux CPU, the growth of
+the peak resident set size while the case runs once in a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import UNet
+
+from .dar import dar_rectify, dar_rectify_naive
+from .losses import CALCLoss
+from .network import JCASNet
+
+BUNDLE_ROOT = Path(__file__).resolve().parents[1]
+DAR_GRIDS = [(32, 32), (64, 64), (128, 128), (16, 16, 16), (32, 32, 32)]
+NAIVE_BUDGET_BYTES = 8 * 2**30  # naive DAR only where its N×N tensors (about 6 of them, with gradients) fit
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _dar_case(grid: tuple[int, ...], naive: bool, device: torch.device, batch: int, classes: int, channels: int):
+    """Inputs and a forward+backward closure of DAR on one grid."""
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(batch, classes, *grid, generator=gen).to(device).requires_grad_()
+    embedding = torch.randn(batch, channels, *grid, generator=gen).to(device).requires_grad_()
+    fn = dar_rectify_naive if naive else dar_rectify
+
+    def step() -> None:
+        fn(logits, embedding).square().sum().backward()
+
+    return step
+
+
+def _proc_status_bytes(key: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def peak_memory(step: Callable[[], None], device: torch.device) -> float:
+    """Peak extra memory (bytes) of one call of ``step``: CUDA's peak allocation on a GPU; on Linux CPUs, the peak
+    resident set size (VmHWM, reset through /proc/self/clear_refs) above the resident size before the call."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        torch.cuda.synchronize(device)
+        return float(torch.cuda.max_memory_allocated(device) - base)
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")  # resets VmHWM to the current resident size
+        base = _proc_status_bytes("VmRSS")
+        step()
+        return float(_proc_status_bytes("VmHWM") - base)
+    except OSError:
+        return float("nan")
+
+
+def dar_peak_memory(grid: tuple[int, ...], naive: bool, device: torch.device, batch: int, classes: int, channels: int):
+    """Peak extra memory (bytes) of one DAR forward+backward. On the CPU it runs in a fresh process where glibc maps
+    every allocation over 64 KiB on its own, so freed tensors leave the resident set and the peak is the tensors'."""
+    if device.type == "cuda":
+        return peak_memory(_dar_case(grid, naive, device, batch, classes, channels), device)
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    case = ["--memory-case", ",".join(map(str, grid)), str(int(naive)), str(batch), str(classes), str(channels)]
+    cmd = [sys.executable, "-m", "scripts.benchmark_core", *case]
+    done = subprocess.run(cmd, env=env, cwd=BUNDLE_ROOT, capture_output=True, text=True, check=True)
+    return float(done.stdout.split()[-1])
+
+
+def time_interleaved(steps: dict[str, Callable[[], None]], repeats: int, device: torch.device) -> dict[str, float]:
+    """Median seconds of each step, run round-robin after one warm-up call each."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for step in steps.values():
+        step()
+    for _ in range(repeats):
+        for name, step in steps.items():
+            _sync(device)
+            start = time.perf_counter()
+            step()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def dar_table(device: torch.device, repeats: int, classes: int = 4, channels: int = 64) -> list[str]:
+    rows = [
+        "| grid | N | batch | linear fwd+bwd (ms) | naive fwd+bwd (ms) | speed-up | linear peak (MiB) "
+        "| naive peak (MiB) | memory ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for grid in DAR_GRIDS:
+        batch = 4 if len(grid) == 2 else 2
+        n = 1
+        for s in grid:
+            n *= s
+        fits = 6 * batch * n * n * 4 < NAIVE_BUDGET_BYTES
+        steps = {"linear": _dar_case(grid, False, device, batch, classes, channels)}
+        if fits:
+            steps["naive"] = _dar_case(grid, True, device, batch, classes, channels)
+        times = time_interleaved(steps, repeats, device)
+        mem = {name: dar_peak_memory(grid, name == "naive", device, batch, classes, channels) for name in steps}
+        naive_t = f"{1e3 * times['naive']:.1f}" if fits else "does not fit"
+        naive_m = f"{mem['naive'] / 2**20:.1f}" if fits else "-"
+        speed = f"{times['naive'] / times['linear']:.1f}×" if fits else "-"
+        ratio = f"{mem['naive'] / max(mem['linear'], 1.0):.0f}×" if fits else "-"
+        label = "×".join(map(str, grid))
+        rows.append(
+            f"| {label} | {n} | {batch} | {1e3 * times['linear']:.1f} | {naive_t} | {speed} "
+            f"| {mem['linear'] / 2**20:.1f} | {naive_m} | {ratio} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def _train_step(net: torch.nn.Module, loss_fn: torch.nn.Module | Callable, x: torch.Tensor, y: torch.Tensor):
+    params = list(net.parameters()) + (list(loss_fn.parameters()) if isinstance(loss_fn, torch.nn.Module) else [])
+    optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(net(x), y).backward()
+        optimizer.step()
+
+    return step
+
+
+def train_step_table(
+    device: torch.device, repeats: int, channels: tuple[int, ...], size=(256, 320), batch: int = 4, classes: int = 4
+) -> list[str]:
+    def backbone(out_channels: int) -> UNet:
+        torch.manual_seed(0)
+        strides = (2,) * (len(channels) - 1)
+        return UNet(2, 3, out_channels, channels, strides, num_res_units=2).to(device)
+
+    x = torch.rand(batch, 3, *size, device=device)
+    y = torch.randint(0, classes, (batch, 1, *size), device=device)
+    prior = torch.tensor([0.7, 0.1, 0.1, 0.1])
+    feat = channels[0]
+
+    def jcas(grid: int, correction: bool, pairs: int | None = None):
+        net = JCASNet(backbone(feat), feat, classes, affinity_grid=grid).to(device).train()
+        loss = CALCLoss(classes, prior, correction=correction, affinity_pairs=pairs).to(device)
+        return _train_step(net, loss, x, y)
+
+    baseline = "same backbone + 1×1 class head, cross-entropy (baseline)"
+    plain_net = JCASNet(backbone(feat), feat, classes, affinity_grid=32, use_dar=False).to(device).train()
+    steps = {
+        f"UNet with {classes} output channels, cross-entropy": _train_step(
+            backbone(classes).train(), lambda out, t: F.cross_entropy(out, t[:, 0]), x, y
+        ),
+        baseline: _train_step(plain_net, lambda out, t: F.cross_entropy(out["logits"], t[:, 0]), x, y),
+        "JCAS warm-up, grid 32², exact L_A": jcas(32, False),
+        "JCAS correction, grid 32², exact L_A (default)": jcas(32, True),
+        "JCAS correction, grid 64², exact L_A": jcas(64, True),
+        "JCAS correction, grid 64², 16384 sampled pairs": jcas(64, True, 16384),
+    }
+    times = time_interleaved(steps, repeats, device)
+    base = times[baseline]
+    rows = ["| training step | time (s) | ratio to baseline |", "|---|---|---|"]
+    rows += [f"| {name} | {t:.3f} | {t / base:.2f}× |" for name, t in times.items()]
+    for row in rows[2:]:
+        print(row, flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="docs/benchmarks/core.md", help="Markdown file the tables are written to")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per case (median reported)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="UNet channels")
+    parser.add_argument("--skip-dar", action="store_true", help="only the training-step table")
+    parser.add_argument("--memory-case", nargs=5, help=argparse.SUPPRESS)  # internal: grid naive batch C D
+    args = parser.parse_args()
+    if args.memory_case:
+        grid, naive, batch, classes, channels = args.memory_case
+        step = _dar_case(
+            tuple(map(int, grid.split(","))),
+            bool(int(naive)),
+            torch.device("cpu"),
+            *map(int, (batch, classes, channels)),
+        )
+        step()  # first call: one-off allocations of the library
+        print(peak_memory(step, torch.device("cpu")))
+        return
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    lines = [
+        "# JCAS core benchmark",
+        "",
+        f"`python -m scripts.benchmark_core --repeats {args.repeats}` on {where}, torch {torch.__version__}.",
+        "Times are medians of interleaved repeats; peak memory is the extra memory of one forward+backward.",
+        "",
+    ]
+    if not args.skip_dar:
+        lines += ["## DAR forward + backward (C = 4, D = 64), linear against naive N×N", ""]
+        lines += dar_table(device, args.repeats) + [""]
+    lines += [f"## One training step at 256×320, batch 4, UNet channels {tuple(args.channels)}, SGD", ""]
+    lines += [
+        "The baseline is the network JCAS trains without its additions: the same UNet feature extractor (its output",
+        f"has {args.channels[0]} channels) and 1×1 class head, with cross-entropy. A UNet whose last layer outputs the",
+        "classes directly is shown too.",
+        "",
+    ]
+    lines += train_step_table(device, args.repeats, tuple(args.channels)) + [""]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
