@@ -8,4 +8,48 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""JCAS bundle package: network, DAR, transition matrices, losses, noise transforms, handlers, data tools."""
+"""JCAS bundle package: network, DAR, transition matrices, losses, noise transforms, handlers, data tools.
+
+Configs reach everything as ``scripts.<module>.<name>`` (after ``$import scripts``) or by ``_target_``.
+"""
+
+from . import dar, data, demo_data, handlers, losses, network, noise, noise_rates, transition
+from .dar import DAR, dar_rectify
+from .data import CheckImageLabeld, LoadImageByFormatd, load_datalist
+from .demo_data import ensure_demo_dataset, make_demo_dataset
+from .handlers import CALCStageHandler, CALCStatsHandler, latest_checkpoint
+from .losses import CALCLoss, class_prior
+from .network import JCASNet
+from .noise import SimulateLabelNoise, SimulateLabelNoised
+from .noise_rates import noise_rates as compute_noise_rates
+from .transition import NoiseTransition, affinity_transition_from_class
+
+__all__ = [
+    "DAR",
+    "CALCLoss",
+    "CALCStageHandler",
+    "CALCStatsHandler",
+    "CheckImageLabeld",
+    "JCASNet",
+    "LoadImageByFormatd",
+    "NoiseTransition",
+    "SimulateLabelNoise",
+    "SimulateLabelNoised",
+    "affinity_transition_from_class",
+    "class_prior",
+    "compute_noise_rates",
+    "dar",
+    "dar_rectify",
+    "data",
+    "demo_data",
+    "ensure_demo_dataset",
+    "handlers",
+    "latest_checkpoint",
+    "load_datalist",
+    "losses",
+    "make_demo_dataset",
+    "network",
+    "noise",
+    "noise_rates",
+    "transition",
+]

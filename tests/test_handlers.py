@@ -1,0 +1,98 @@
+# Copyright (c) 2026 JCAS bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import torch
+from ignite.engine import Engine
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from scripts.handlers import CALCStageHandler, CALCStatsHandler, latest_checkpoint
+from scripts.losses import CALCLoss
+
+
+def loss_engine(loss: CALCLoss, stages: list[bool] | None = None) -> Engine:
+    """An engine whose iterations evaluate the loss on fixed random inputs, recording the stage of each epoch."""
+    gen = torch.Generator().manual_seed(0)
+    embedding = torch.relu(torch.randn(2, 4, 4, 4, generator=gen))
+    pred = {
+        "logits": torch.randn(2, 3, 8, 8, generator=gen),
+        "embedding": embedding / embedding.norm(dim=1, keepdim=True).clamp_min(1e-9),
+    }
+    target = torch.randint(0, 3, (2, 1, 8, 8), generator=gen)
+
+    @torch.no_grad()
+    def step(engine: Engine, batch: int) -> float:
+        if stages is not None and engine.state.iteration % engine.state.epoch_length == 1:
+            stages.append(loss.correction)
+        return loss(pred, target).item()
+
+    return Engine(step)
+
+
+@pytest.mark.parametrize("warmup,expected", [(0, [True] * 4), (2, [False, False, True, True]), (9, [False] * 4)])
+def test_stage_switch(warmup, expected):
+    loss = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2]))
+    stages: list[bool] = []
+    engine = loss_engine(loss, stages)
+    CALCStageHandler(loss, warmup).attach(engine)
+    engine.run(range(3), max_epochs=4)
+    assert stages == expected
+
+
+def test_stage_follows_epoch_on_resume():
+    loss = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2]))
+    stages: list[bool] = []
+    engine = loss_engine(loss, stages)
+    CALCStageHandler(loss, 2).attach(engine)
+    engine.run(range(3), max_epochs=1)
+    engine.run(range(3), max_epochs=4)  # a finished engine given more epochs resumes at epoch 2
+    assert stages == [False, False, True, True]
+
+
+def test_bad_warmup():
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        CALCStageHandler(CALCLoss(3, lambda_consistency=0.0), -1)
+
+
+def test_stats_handler_metrics_and_tensorboard(tmp_path):
+    loss = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2]), correction=True)
+    optimizer = torch.optim.SGD([{"params": [torch.zeros(1)]}, {"params": loss.parameters(), "lr": 0.5}], lr=0.1)
+    engine = loss_engine(loss)
+    CALCStatsHandler(loss, optimizer, log_dir=str(tmp_path), class_names=["a", "b", "c"]).attach(engine)
+    engine.run(range(3), max_epochs=2)
+    metrics = engine.state.metrics
+    assert metrics["lr"] == 0.1 and metrics["lr_1"] == 0.5
+    # the inputs are fixed, so the epoch mean of each term equals its last value
+    for name, value in loss.last_terms.items():
+        assert metrics[f"loss_{name}"] == pytest.approx(float(value), rel=1e-6)
+    assert set(loss.last_terms) == {"class", "affinity", "volume", "consistency", "total"}
+    events = EventAccumulator(str(tmp_path)).Reload()
+    tags = events.Tags()
+    t_class = loss.t_class().detach()
+    assert events.Scalars("T_C/0->1")[-1].value == pytest.approx(float(t_class[0, 1]), rel=1e-6)
+    assert [s.step for s in events.Scalars("T_A/1->1")] == [1, 2]
+    assert len(tags["scalars"]) == 9 + 4
+    assert {"T_C/matrix", "T_A/matrix"} <= set(tags["images"])
+
+
+def test_latest_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="to resume from"):
+        latest_checkpoint(str(tmp_path))
+    for epoch in (9, 10):
+        path = tmp_path / f"checkpoint_epoch={epoch}.pt"
+        path.write_bytes(b"")
+        os.utime(path, (time.time() + epoch, time.time() + epoch))
+    (tmp_path / "model.pt").write_bytes(b"")
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint_epoch=10.pt")
