@@ -105,7 +105,8 @@ class LoadImageByFormatd(LoadImaged):
 
     Args:
         keys: keys of the file paths (a path, or a list of paths stacked as channels).
-        reader: a reader instance used for every file instead of the table; no fallback either.
+        reader: a reader instance, or a name in :data:`READERS`, used for every file instead of the table (no
+            fallback either).
         dtype: data type of the loaded arrays.
         ensure_channel_first: move or add the channel axis first (as ``EnsureChannelFirstd``).
         allow_missing_keys: skip absent keys (e.g. ``label`` at inference).
@@ -115,7 +116,7 @@ class LoadImageByFormatd(LoadImaged):
     def __init__(
         self,
         keys: KeysCollection,
-        reader: ImageReader | None = None,
+        reader: ImageReader | str | None = None,
         dtype: DtypeLike = np.float32,
         ensure_channel_first: bool = False,
         allow_missing_keys: bool = False,
@@ -123,6 +124,12 @@ class LoadImageByFormatd(LoadImaged):
     ) -> None:
         if not kwargs.pop("image_only", True):
             raise ValueError("LoadImageByFormatd supports image_only=True only; the metadata is on the MetaTensor")
+        if isinstance(reader, str):
+            if reader not in READERS:
+                raise ValueError(
+                    f"expected reader in {sorted(READERS)}, an ImageReader instance or None, got {reader!r}"
+                )
+            reader = READERS[reader]()
         if reader is not None and not isinstance(reader, ImageReader):
             raise ValueError(f"expected an ImageReader instance or None for reader, got {type(reader).__name__}")
         super().__init__(

@@ -383,3 +383,14 @@ def test_load_datalist_errors(dataset: Path, content: Any, kwargs: dict, error: 
 def test_load_datalist_skips_file_check(dataset: Path) -> None:
     path = write(dataset, {"training": [{"image": "later.png"}]})
     assert load_datalist(path, check_files=False) == [{"image": str(dataset / "later.png")}]
+
+
+def test_reader_override_has_no_fallback(files: dict[str, Path]) -> None:
+    nifti = str(files["image2d.nii.gz"])
+    assert tuple(LoadImageByFormatd("image", reader="ITKReader")({"image": nifti})["image"].shape) == (24, 18)
+    with pytest.raises(RuntimeError, match="cannot read image .*image2d.nii.gz.* with PILReader"):
+        LoadImageByFormatd("image", reader="PILReader")({"image": nifti})
+    with pytest.raises(ValueError, match="expected reader in"):
+        LoadImageByFormatd("image", reader="NoSuchReader")
+    with pytest.raises(ValueError, match="image_only=True only"):
+        LoadImageByFormatd("image", image_only=False)
