@@ -42,7 +42,15 @@ from monai.data import ITKReader, NibabelReader, NumpyReader, PILReader, load_de
 from monai.data.image_reader import ImageReader
 from monai.transforms import LoadImaged, MapTransform
 
-__all__ = ["READERS", "CheckImageLabeld", "LoadImageByFormatd", "image_reader", "load_datalist", "reader_name"]
+__all__ = [
+    "READERS",
+    "CheckImageLabeld",
+    "LoadImageByFormatd",
+    "image_reader",
+    "list_images",
+    "load_datalist",
+    "reader_name",
+]
 
 READERS: dict[str, type[ImageReader]] = {
     "PILReader": PILReader,
@@ -223,8 +231,8 @@ def load_datalist(
     if not entries:
         raise _fail(path, key, "the list is empty")
     for i, entry in enumerate(entries):
-        if key == "test" and isinstance(entry, str):
-            continue
+        if key == "test" and isinstance(entry, str) and not require_label:
+            continue  # decathlon style: bare image paths
         if not isinstance(entry, dict) or "image" not in entry:
             raise _fail(path, key, f"entry {i} has no 'image': {entry!r}")
         if require_label and "label" not in entry:
@@ -237,6 +245,22 @@ def load_datalist(
                     if not os.path.exists(f):
                         raise FileNotFoundError(f"datalist '{path}', key '{key}', entry {i}: {k} not found: '{f}'")
     return items
+
+
+def list_images(directory: PathLike, pattern: str = "*") -> list[dict[str, str]]:
+    """``[{"image": path}, ...]`` for the files (or DICOM folders) in ``directory`` matching ``pattern``, sorted.
+
+    Raises:
+        FileNotFoundError: ``directory`` does not exist.
+        ValueError: nothing matches.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: '{folder}'")
+    paths = sorted(p for p in folder.glob(pattern) if not p.name.startswith("."))
+    if not paths:
+        raise ValueError(f"no images match '{pattern}' in '{folder}'")
+    return [{"image": str(p)} for p in paths]
 
 
 def _name(data: Mapping[Hashable, Any], key: Hashable) -> str:

@@ -28,7 +28,7 @@ from monai.transforms import Compose, EnsureChannelFirstd, LoadImage, SaveImage,
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from scripts.data import CheckImageLabeld, LoadImageByFormatd, load_datalist, reader_name
+from scripts.data import CheckImageLabeld, LoadImageByFormatd, list_images, load_datalist, reader_name
 
 H, W = 20, 30  # PNG frames: H rows, W columns; MONAI loads them as W x H
 
@@ -394,3 +394,11 @@ def test_reader_override_has_no_fallback(files: dict[str, Path]) -> None:
         LoadImageByFormatd("image", reader="NoSuchReader")
     with pytest.raises(ValueError, match="image_only=True only"):
         LoadImageByFormatd("image", image_only=False)
+
+
+def test_list_images(dataset: Path) -> None:
+    assert list_images(dataset, "?.png") == [{"image": str(dataset / "a.png")}, {"image": str(dataset / "b.png")}]
+    with pytest.raises(ValueError, match=f"no images match 'x\\*' in '{dataset}'"):
+        list_images(dataset, "x*")
+    with pytest.raises(FileNotFoundError, match="image folder not found"):
+        list_images(dataset / "missing")
