@@ -397,7 +397,7 @@ def test_reader_override_has_no_fallback(files: dict[str, Path]) -> None:
 
 
 def test_list_images(dataset: Path) -> None:
-    assert list_images(dataset, "?.png") == [{"image": str(dataset / "a.png")}, {"image": str(dataset / "b.png")}]
+    assert list_images(dataset, "?.png") == [{"image": str(dataset / f"{c}.png")} for c in "abt"]
     with pytest.raises(ValueError, match=f"no images match 'x\\*' in '{dataset}'"):
         list_images(dataset, "x*")
     with pytest.raises(FileNotFoundError, match="image folder not found"):
