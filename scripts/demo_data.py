@@ -77,8 +77,69 @@ def _place(rng: np.random.Generator, h: int, w: int, width: float, reach: float,
     return tip, angle
 
 
+def _tissue(rng: np.random.Generator, y: np.ndarray, x: np.ndarray, scale: float) -> np.ndarray:
+    """HW3 tissue: two reds mixed by a smooth field, fine texture, dark vessels along zero lines of a noise field."""
+    shape = y.shape
+    mix = 1.0 / (1.0 + np.exp(-1.6 * _smooth(rng, shape, 14 * scale)))[..., None]
+    dark = rng.uniform([0.45, 0.10, 0.10], [0.62, 0.22, 0.20])
+    pink = rng.uniform([0.78, 0.40, 0.36], [0.92, 0.58, 0.52])
+    tissue = dark + mix * (pink - dark) + 0.04 * _smooth(rng, shape, 2.5 * scale)[..., None]
+    vessels = np.exp(-((_smooth(rng, shape, 5 * scale) / 0.1) ** 2)) * (_smooth(rng, shape, 20 * scale) > 0)
+    tissue *= 1.0 - 0.25 * vessels[..., None] * np.array([0.6, 1.0, 1.0])
+    if rng.random() < 0.5:  # a suture needle (bright arc) and its violet thread: background, like in EndoVis
+        centre, radius = rng.uniform([0, 0], shape), rng.uniform(7, 14) * scale
+        ring, bearing = np.hypot(y - centre[0], x - centre[1]), np.arctan2(y - centre[0], x - centre[1])
+        needle = (np.abs(ring - radius) < 1.2 * scale) & (np.cos(bearing - rng.uniform(-np.pi, np.pi)) > 0)
+        tissue[needle] = rng.uniform(0.6, 0.85) * _cylinder(ring - radius, 1.2 * scale, 0.0)[needle, None] * 0.8
+        bend, wobble = rng.uniform(60, 200) * scale, rng.uniform(-np.pi, np.pi)
+        swing = 3 * scale * np.sin(bend / (8 * scale) * np.arctan2(y - centre[0] - bend, x - centre[1]) + wobble)
+        thread = np.abs(np.hypot(y - centre[0] - bend, x - centre[1]) - bend - swing) < 0.9 * scale
+        tissue[thread & ~needle] = [0.30, 0.18, 0.40]
+    return tissue
+
+
+def _instrument(
+    rng: np.random.Generator, y: np.ndarray, x: np.ndarray, scale: float, avoid: np.ndarray | None
+) -> tuple[list[tuple[int, np.ndarray, np.ndarray, np.ndarray]], np.ndarray]:
+    """(class, mask, HW shading, RGB tone) of the shaft, wrist and clasper of one tool, and the shaft tip."""
+    h, w = y.shape
+    width = rng.uniform(15, 24) * scale
+    wrist_len, jaw_len = rng.uniform(0.9, 1.4) * width, rng.uniform(1.0, 1.5) * width
+    tip, angle = _place(rng, h, w, width, wrist_len + jaw_len, avoid)
+    tone = rng.uniform(0.32, 0.78) * rng.uniform([0.92, 0.95, 0.97], [1.0, 1.0, 1.05])
+    light = rng.uniform(-0.6, 0.6)
+    # shaft: from beyond the border to the tip, slightly wider towards the camera (the border)
+    along, across = _frame(tip, angle, y, x)
+    half = 0.5 * width * (1.0 - 0.25 * along / (h + w))
+    parts = [(1, (along <= 0) & (np.abs(across) <= half), _cylinder(across, half, light), tone)]
+    # wrist: bent at the tip, often darker, rounded ends, faint joint grooves
+    bend = angle + rng.uniform(-0.7, 0.7)
+    a2, c2 = _frame(tip, bend, y, x)
+    half2 = 0.42 * width
+    body = ((a2 >= 0) & (a2 <= wrist_len) & (np.abs(c2) <= half2)) | (a2**2 + c2**2 <= half2**2)
+    grooves = 1.0 - rng.uniform(0.1, 0.4) * (np.abs(np.sin(np.pi * 3.0 * a2 / wrist_len)) < 0.25)
+    parts.append((2, body, _cylinder(c2, half2, light) * grooves, tone * rng.uniform(0.55, 1.05)))
+    # clasper: two tapered jaws from the wrist end, opened by up to ~50 degrees
+    base = tip + wrist_len * np.array([np.sin(bend), np.cos(bend)])
+    opening = rng.uniform(0.0, 0.9)
+    jaws, shade = np.zeros((h, w), dtype=bool), np.zeros((h, w))
+    for side in (-1.0, 1.0):
+        jaw_angle = bend + rng.uniform(-0.2, 0.2) + side * opening / 2
+        a3, c3 = _frame(base + side * 0.22 * width * np.array([np.cos(bend), -np.sin(bend)]), jaw_angle, y, x)
+        half3 = 0.27 * width * (1.0 - 0.7 * np.clip(a3 / jaw_len, 0, 1))
+        jaw = (a3 >= -0.2 * width) & (a3 <= jaw_len) & (np.abs(c3) <= half3)
+        serration = 1.0 - 0.12 * (np.sin(a3 * 2.2 / scale) > 0.6)
+        shade = np.where(jaw, _cylinder(c3, half3, -side * 0.5) * serration, shade)
+        jaws |= jaw
+    parts.append((3, jaws, shade, tone * rng.uniform(0.85, 1.4) * np.array([1.0, 0.98, 0.95])))
+    return parts, tip
+
+
 def render_frame(rng: np.random.Generator, size: Sequence[int] = (128, 160)) -> tuple[np.ndarray, np.ndarray]:
     """Render one frame and its clean label.
+
+    Tissue, one or two tools (60 % two), then the camera: cast shadows, specular highlights, haze (40 %),
+    vignetting, blur, brightness/contrast/white-balance jitter and Gaussian sensor noise.
 
     Args:
         rng: the only source of randomness.
@@ -90,81 +151,35 @@ def render_frame(rng: np.random.Generator, size: Sequence[int] = (128, 160)) -> 
     h, w = int(size[0]), int(size[1])
     scale = min(h, w) / 128.0
     y, x = np.mgrid[0:h, 0:w].astype(float)
-    # tissue: two reds mixed by a smooth field, finer texture, dark vessels along the zero lines of a noise field
-    mix = 1.0 / (1.0 + np.exp(-1.6 * _smooth(rng, (h, w), 14 * scale)))[..., None]
-    dark, pink = (
-        rng.uniform([0.45, 0.10, 0.10], [0.62, 0.22, 0.20]),
-        rng.uniform([0.78, 0.40, 0.36], [0.92, 0.58, 0.52]),
-    )
-    tissue = dark + mix * (pink - dark) + 0.04 * _smooth(rng, (h, w), 2.5 * scale)[..., None]
-    vessels = np.exp(-((_smooth(rng, (h, w), 5 * scale) / 0.1) ** 2)) * (_smooth(rng, (h, w), 20 * scale) > 0)
-    tissue *= 1.0 - 0.25 * vessels[..., None] * np.array([0.6, 1.0, 1.0])
-
-    label = np.zeros((h, w), dtype=np.uint8)
-    image = tissue.copy()
-    shadow = np.zeros((h, w))
+    tissue = _tissue(rng, y, x, scale)
+    image, label, tools = tissue.copy(), np.zeros((h, w), dtype=np.uint8), np.zeros((h, w))
     tip = None
     for _ in range(1 + int(rng.random() < 0.6)):
-        width = rng.uniform(15, 24) * scale
-        wrist_len, jaw_len = rng.uniform(0.9, 1.4) * width, rng.uniform(1.0, 1.5) * width
-        tip, angle = _place(rng, h, w, width, wrist_len + jaw_len, tip)
-        tone = rng.uniform(0.32, 0.78) * rng.uniform([0.92, 0.95, 0.97], [1.0, 1.0, 1.05])
-        light = rng.uniform(-0.6, 0.6)
-        parts = []
-        # shaft: from beyond the border to the tip, slightly wider towards the camera (the border)
-        along, across = _frame(tip, angle, y, x)
-        half = 0.5 * width * (1.0 - 0.25 * along / (h + w))
-        parts.append((1, (along <= 0) & (np.abs(across) <= half), _cylinder(across, half, light), tone))
-        # wrist: bent at the tip, darker, with joint grooves and rounded ends
-        bend = angle + rng.uniform(-0.7, 0.7)
-        wrist_tone = tone * rng.uniform(0.55, 1.0)
-        a2, c2 = _frame(tip, bend, y, x)
-        half2 = 0.42 * width
-        body = ((a2 >= 0) & (a2 <= wrist_len) & (np.abs(c2) <= half2)) | (a2**2 + c2**2 <= half2**2)
-        grooves = 1.0 - 0.45 * (np.abs(np.sin(np.pi * 3.0 * a2 / wrist_len)) < 0.25)
-        parts.append((2, body, _cylinder(c2, half2, light) * grooves, wrist_tone))
-        # clasper: two tapered jaws from the wrist end, opened by up to ~50 degrees, lighter and glossier
-        base = tip + wrist_len * np.array([np.sin(bend), np.cos(bend)])
-        opening, jaw_tone = rng.uniform(0.0, 0.9), rng.uniform(0.45, 0.95)
-        jaws = np.zeros((h, w), dtype=bool)
-        shade = np.zeros((h, w))
-        for side in (-1.0, 1.0):
-            jaw_angle = bend + rng.uniform(-0.2, 0.2) + side * opening / 2
-            offset = base + side * 0.22 * width * np.array([np.cos(bend), -np.sin(bend)])
-            a3, c3 = _frame(offset, jaw_angle, y, x)
-            half3 = 0.27 * width * (1.0 - 0.7 * np.clip(a3 / jaw_len, 0, 1))
-            jaw = (a3 >= -0.2 * width) & (a3 <= jaw_len) & (np.abs(c3) <= half3)
-            serration = 1.0 - 0.25 * (np.sin(a3 * 2.2 / scale) > 0.6)
-            shade = np.where(jaw, _cylinder(c3, half3, -side * 0.5) * serration, shade)
-            jaws |= jaw
-        parts.append((3, jaws, shade, jaw_tone * np.array([1.0, 0.98, 0.95])))
+        parts, tip = _instrument(rng, y, x, scale, tip)
         for cls, mask, shading, rgb in parts:
             colour = 0.85 * shading[..., None] * rgb + 0.15 * tissue  # metal reflects the surrounding tissue
-            image[mask] = colour[mask]
-            label[mask] = cls
-            shadow = np.maximum(shadow, mask)
+            image[mask], label[mask], tools[mask] = colour[mask], cls, 1.0
 
-    # shadows, specular highlights, haze, vignetting, blur, photometric jitter and sensor noise
-    cast = ndimage.shift(ndimage.gaussian_filter(shadow, 4 * scale), rng.uniform(2, 6, 2) * scale, order=1)
+    cast = ndimage.shift(ndimage.gaussian_filter(tools, 4 * scale), rng.uniform(2, 6, 2) * scale, order=1)
     image *= 1.0 - 0.45 * (cast * (label == 0))[..., None]
     glare = np.clip((_smooth(rng, (h, w), 1.5 * scale) - 2.6) * 2.5, 0, 1) * rng.uniform(0.5, 1.0)
-    image = image + (1.0 - image) * glare[..., None]
-    if rng.random() < 0.3:
-        image += (
-            rng.uniform(0.1, 0.3) * (1 / (1 + np.exp(-_smooth(rng, (h, w), 25 * scale))))[..., None] * (0.9 - image)
-        )
+    image += (1.0 - image) * glare[..., None]
+    if rng.random() < 0.4:
+        haze = 1.0 / (1.0 + np.exp(-_smooth(rng, (h, w), 25 * scale)))
+        image += rng.uniform(0.15, 0.4) * haze[..., None] * (0.9 - image)
     radius2 = ((y - h * rng.uniform(0.4, 0.6)) / h) ** 2 + ((x - w * rng.uniform(0.4, 0.6)) / w) ** 2
     image *= (1.0 - rng.uniform(0.6, 1.3) * radius2)[..., None]
-    image = ndimage.gaussian_filter(image, (0.7 * scale, 0.7 * scale, 0))
+    blur = rng.uniform(0.6, 1.2) * scale
+    image = ndimage.gaussian_filter(image, (blur, blur, 0))
     gain = rng.uniform(0.75, 1.25) * rng.uniform(0.92, 1.08, 3)
     image = (image - 0.45) * gain + 0.45 + rng.uniform(-0.08, 0.08)
-    image += rng.normal(0.0, rng.uniform(0.01, 0.04), image.shape)
+    image += rng.normal(0.0, rng.uniform(0.015, 0.05), image.shape)
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), label
 
 
-def _case_seed(seed: int, split: str, index: int) -> list[int]:
-    """Entropy of one case: a case's frame does not depend on how many cases the splits hold."""
-    return [seed, _SPLITS[split], index]
+def _case_seed(seed: int, split: str, index: int) -> np.random.SeedSequence:
+    """Seed of one case: a case's frame and noise do not depend on how many cases the splits hold."""
+    return np.random.SeedSequence([seed, _SPLITS[split], index])
 
 
 def _write_dataset(root: Path, settings: dict[str, Any], noise_kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -186,16 +201,15 @@ def _write_dataset(root: Path, settings: dict[str, Any], noise_kwargs: Mapping[s
         lists[split] = []
         for i in range(count):
             stem = f"{split}_{i:03d}.png"
-            image, label = render_frame(np.random.default_rng(_case_seed(settings["seed"], split, i)), (h, w))
+            case_seed = _case_seed(settings["seed"], split, i)
+            image, label = render_frame(np.random.default_rng(case_seed), (h, w))
             Image.fromarray(image).save(root / "images" / stem)
             Image.fromarray(label).save(root / "labels" / stem)
             entry = {"image": f"images/{stem}", "label": f"labels/{stem}"}
             if split == "training":
                 noisy = label
                 if corrupt is not None:
-                    corrupt.set_random_state(
-                        seed=int(np.random.SeedSequence(_case_seed(settings["seed"], split, i)).generate_state(1)[0])
-                    )
+                    corrupt.set_random_state(seed=int(case_seed.generate_state(1)[0]))
                     noisy = np.asarray(corrupt(label[None]))[0].astype(np.uint8)
                     rates = noise_rates(noisy, label, num_classes=len(CLASS_NAMES))
                     pixel_rates.append(rates["pixel"])
