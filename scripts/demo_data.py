@@ -14,9 +14,9 @@ Each RGB frame shows reddish tissue (blurred noise, vessels, specular highlights
 one or two instruments entering from the border: a shaft (class 1, a shaded cylinder), a wrist (class 2, a shorter
 jointed segment, bent) and a clasper (class 3, two tapered jaws). Part tones overlap, so the classes are told apart
 mostly by shape and position along the instrument. Training entries carry a noisy ``label`` made by
-:class:`scripts.noise.SimulateLabelNoise` and the ``label_clean`` it came from; validation and test labels are
-clean (the bundle selects checkpoints on clean validation labels, as an upper bound of what a curated validation
-set gives; the paper's test labels are clean).
+:class:`scripts.noise.SimulateLabelNoise` and the ``label_clean`` it came from. Test labels are clean, as in the
+paper. Validation labels are clean too: checkpoints are selected on a small curated split (the paper selected on its
+test set, which we avoid); where no clean labels exist at all, point ``validation`` at noisy ones instead.
 
 Example::
 
