@@ -1,0 +1,191 @@
+# Copyright (c) 2026 JCAS bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""End-to-end runs of the bundle's configs with ``ConfigWorkflow`` on tiny generated data, model-zoo style."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Events
+from monai.bundle import ConfigWorkflow
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from scripts.demo_data import make_demo_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+TINY_NET = {  # a small UNet and affinity grid, so that an epoch takes about a second on a CPU
+    "unet_channels": [8, 16, 32],
+    "unet_strides": [2, 2],
+    "feature_channels": 8,
+    "embedding_channels": 8,
+    "affinity_grid": 8,
+    "num_workers": 0,
+}
+
+
+def workflow(configs: list[str], workflow_type: str, **override) -> ConfigWorkflow:
+    files = [str(CONFIGS / name) for name in configs]
+    wf = ConfigWorkflow(
+        config_file=files if len(files) > 1 else files[0],
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=str(CONFIGS / "logging.conf"),
+        workflow_type=workflow_type,
+        bundle_root=str(ROOT),
+        **override,
+    )
+    wf.initialize()
+    return wf
+
+
+def run(wf: ConfigWorkflow) -> None:
+    wf.run()
+    wf.finalize()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> dict:
+    """A tiny demo dataset and the overrides that train on it for two epochs (one warm-up, one correction)."""
+    root = tmp_path_factory.mktemp("bundle")
+    datalist = make_demo_dataset(root / "data", num_train=8, num_val=4, num_test=4, size=(64, 80))
+    override = {
+        **TINY_NET,
+        "datalist": datalist,
+        "dataset_dir": str(root / "data"),
+        "ckpt_dir": str(root / "models"),
+        "output_dir": str(root / "eval"),
+        "image_size": [80, 64],
+        "max_epochs": 2,
+        "warmup_epochs": 1,
+    }
+    wf = workflow(["train.json"], "train", **override)
+    assert wf.check_properties() in (None, [])
+    run(wf)
+    return {"root": root, "override": override}
+
+
+def test_train_writes_checkpoints_and_logs(demo):
+    models = demo["root"] / "models"
+    assert (models / "model.pt").is_file()
+    last = torch.load(models / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
+    assert set(last) == {"network", "loss", "optimizer", "lr_scheduler", "trainer"}
+    assert last["trainer"]["epoch"] == 2
+    assert bool(last["loss"]["_correction"])  # epoch 2 ran in the correction stage
+    assert set(last["loss"]) >= {"t_class.weight", "t_affinity.weight", "class_prior"}
+    best = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
+    assert "class_head.weight" in best and "backbone.model.0.conv.unit0.conv.weight" in best
+    events = EventAccumulator(str(demo["root"] / "eval")).Reload()
+    scalars = set(events.Tags()["scalars"])
+    expected = {"train_loss", "loss_class", "loss_affinity", "loss_volume", "loss_consistency", "lr", "lr_1"}
+    assert expected | {"val_mean_dice", "val_mean_iou", "T_C/0->0", "T_A/1->1"} <= scalars
+    assert {"T_C/matrix", "T_A/matrix"} <= set(events.Tags()["images"])
+    assert [e.step for e in events.Scalars("val_mean_dice")] == [1, 2]
+
+
+def test_resume_continues_from_last_checkpoint(demo):
+    wf = workflow(["train.json"], "train", **{**demo["override"], "resume": True, "max_epochs": 3})
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    epochs_run: list[int] = []
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: epochs_run.append(engine.state.epoch))
+    run(wf)
+    assert epochs_run == [3]  # epochs 1 and 2 were restored, not rerun
+    assert (demo["root"] / "models" / "checkpoint_epoch=3.pt").is_file()
+
+
+def test_evaluate_writes_per_class_metrics(demo):
+    wf = workflow(["train.json", "evaluate.json"], "eval", **demo["override"])
+    run(wf)
+    out = demo["root"] / "eval"
+    for metric in ("val_mean_dice", "val_mean_iou"):
+        with open(out / f"{metric}_summary.csv") as f:
+            rows = {row["class"]: row for row in csv.DictReader(f)}
+        assert set(rows) == {"class0", "class1", "class2", "mean"}  # the three foreground classes
+        assert all(0.0 <= float(row["mean"]) <= 1.0 for row in rows.values())
+        with open(out / f"{metric}_raw.csv") as f:
+            assert len(list(csv.DictReader(f))) == 4  # one row per test image
+
+
+def test_inference_writes_png_named_after_inputs(demo, tmp_path):
+    images = demo["root"] / "data" / "images"
+    wf = workflow(
+        ["train.json", "inference.json"],
+        "infer",
+        **{**demo["override"], "input_dir": str(images), "input_pattern": "test_*.png", "output_dir": str(tmp_path)},
+    )
+    run(wf)
+    written = sorted((tmp_path / "predictions").glob("*.png"))
+    assert [p.name for p in written] == [f"test_{i:03d}_seg.png" for i in range(4)]
+    for pred_path in written:
+        pred = np.asarray(Image.open(pred_path))
+        image = np.asarray(Image.open(images / pred_path.name.replace("_seg", "")))
+        assert pred.shape == image.shape[:2] and pred.dtype == np.uint8 and pred.max() < 4
+
+
+def test_shipped_model_beats_threshold_on_demo_test_split(tmp_path):
+    """models/model.pt, trained by the default run, scores on the held-out clean test split of the demo data."""
+    wf = workflow(["train.json", "evaluate.json"], "eval", dataset_dir=str(tmp_path / "demo"), output_dir=str(tmp_path))
+    run(wf)
+    with open(tmp_path / "val_mean_dice_summary.csv") as f:
+        per_class = {row["class"]: float(row["mean"]) for row in csv.DictReader(f)}
+    mean_dice = np.mean([per_class[c] for c in ("class0", "class1", "class2")])
+    assert mean_dice > 0.70, per_class
+
+
+def write_volumes(folder: Path, count: int, size: int = 24) -> list[dict[str, str]]:
+    """3D NIfTI volumes: a bright sphere (class 1) with a brighter core (class 2) in noise."""
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(*[np.arange(size)] * 3, indexing="ij"), axis=-1)
+    entries = []
+    for i in range(count):
+        centre = rng.uniform(8, size - 8, 3)
+        dist = np.linalg.norm(grid - centre, axis=-1)
+        label = np.where(dist < 3, 2, np.where(dist < 6, 1, 0)).astype(np.uint8)
+        image = (label * 0.8 + rng.normal(0, 0.3, label.shape)).astype(np.float32)
+        affine = np.diag([1.5, 1.5, 2.0, 1.0])
+        for kind, array in (("image", image), ("label", label)):
+            nib.save(nib.Nifti1Image(array, affine), folder / f"{kind}_{i}.nii.gz")
+        entries.append({"image": f"image_{i}.nii.gz", "label": f"label_{i}.nii.gz"})
+    return entries
+
+
+def test_train_and_evaluate_3d_nifti(tmp_path):
+    entries = write_volumes(tmp_path, 6)
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"training": entries[:4], "validation": entries[4:5], "test": entries[5:]}))
+    override = {
+        **TINY_NET,
+        "datalist": str(datalist),
+        "dataset_dir": str(tmp_path),
+        "ckpt_dir": str(tmp_path / "models"),
+        "output_dir": str(tmp_path / "eval"),
+        "spatial_dims": 3,
+        "image_channels": 1,
+        "num_classes": 3,
+        "class_names": ["background", "shell", "core"],
+        "image_size": [16, 16, 16],
+        "affinity_grid": 4,
+        "batch_size": 2,
+        "max_epochs": 2,
+        "warmup_epochs": 1,
+    }
+    run(workflow(["train.json"], "train", **override))
+    assert (tmp_path / "models" / "model.pt").is_file()
+    run(workflow(["train.json", "evaluate.json"], "eval", **override))
+    with open(tmp_path / "eval" / "val_mean_dice_raw.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and set(rows[0]) == {"filename", "class0", "class1", "mean"}

@@ -1,0 +1,54 @@
+# Copyright (c) 2026 JCAS bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""MONAI's bundle tools on this bundle: metadata schema, network input/output, TorchScript export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
+from monai.bundle.config_parser import ConfigParser
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+
+def test_verify_metadata_offline():
+    # the schema copy in the repository means nothing is downloaded
+    verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(CONFIGS / "metadata_schema.json"))
+
+
+def test_verify_net_in_out():
+    verify_net_in_out(
+        net_id="network_def", meta_file=str(CONFIGS / "metadata.json"), config_file=str(CONFIGS / "train.json")
+    )
+
+
+def test_ckpt_export_matches_checkpoint(tmp_path):
+    ts_path = tmp_path / "model.ts"
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(ts_path),
+        ckpt_file=str(ROOT / "models" / "model.pt"),
+        meta_file=str(CONFIGS / "metadata.json"),
+        config_file=str(CONFIGS / "train.json"),
+    )
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    network = parser.get_parsed_content("network_def")
+    network.load_state_dict(torch.load(ROOT / "models" / "model.pt", map_location="cpu", weights_only=True))
+    network.eval()
+    x = torch.rand(1, 3, 160, 128)
+    with torch.no_grad():
+        expected = network(x)
+        for path in (ts_path, ROOT / "models" / "model.ts"):  # a fresh export and the committed one
+            torch.testing.assert_close(torch.jit.load(str(path))(x), expected)
