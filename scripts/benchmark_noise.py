@@ -46,12 +46,11 @@ MODES = {  # noise mode -> arguments of scripts.make_noisy.make_noisy
     "symmetric": {"rate": 0.5},
     "asymmetric": {"rate": 0.5},
 }
-CE_LR = {"learning_rate": 0.05}  # methods with one class-logit term; DAR models (two terms) keep train.json's 0.025
 NO_AFFINITY = {"use_dar": False, "lambda_affinity": 0.0, "lambda_consistency": 0.0}
 METHODS = {  # method -> train.json overrides; warmup_epochs None: no correction stage
-    "CE (clean labels)": {**NO_AFFINITY, **CE_LR, "warmup_epochs": None},
-    "CE": {**NO_AFFINITY, **CE_LR, "warmup_epochs": None},
-    "T_C only (VolMin)": {**NO_AFFINITY, **CE_LR},
+    "CE (clean labels)": {**NO_AFFINITY, "warmup_epochs": None},
+    "CE": {**NO_AFFINITY, "warmup_epochs": None},
+    "T_C only (VolMin)": NO_AFFINITY,
     "DAR + L_A, no correction": {"warmup_epochs": None},
     "JCAS": {},
 }
