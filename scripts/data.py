@@ -142,6 +142,8 @@ class LoadImageByFormatd(LoadImaged):
             raise ValueError(f"expected an ImageReader instance or None for reader, got {type(reader).__name__}")
         super().__init__(
             keys,
+            # every call passes its reader explicitly; one registered reader spares constructing MONAI's whole set
+            reader=reader or PILReader(),
             dtype=dtype,
             image_only=True,
             ensure_channel_first=ensure_channel_first,
