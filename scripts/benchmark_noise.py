@@ -58,7 +58,10 @@ CLEAN, NOISY_CE = "CE (clean labels)", "CE"
 
 
 def _cli_value(value) -> str:
-    return json.dumps(value) if isinstance(value, (bool, list, tuple)) or value is None else str(value)
+    """A value as python-fire (MONAI's command line) reads it back: Python literals, so ``False``, not ``false``."""
+    return (
+        repr(list(value) if isinstance(value, tuple) else value) if not isinstance(value, (str, Path)) else str(value)
+    )
 
 
 def bundle_run(configs: list[str], overrides: dict, log: Path) -> None:

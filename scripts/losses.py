@@ -223,6 +223,9 @@ class CALCLoss(_Loss):
                 raise ValueError(f"{name} must be >= 0, got {value}")
         if lambda_consistency < 0:
             raise ValueError(f"lambda_consistency must be >= 0, got {lambda_consistency}")
+        for name, value in (("affinity_chunk_size", affinity_chunk_size), ("affinity_pairs", affinity_pairs)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
         if lambda_consistency > 0 and class_prior is None:
             raise ValueError("lambda_consistency > 0 needs class_prior (see scripts.losses.class_prior)")
         self.num_classes = num_classes

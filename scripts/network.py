@@ -76,6 +76,8 @@ class JCASNet(nn.Module):
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        if not isinstance(use_dar, bool):
+            raise TypeError(f"use_dar must be a bool, got {use_dar!r}")
         self.backbone = backbone
         self.num_classes = num_classes
         self.use_dar = use_dar

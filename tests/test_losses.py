@@ -215,6 +215,8 @@ def test_no_rectified_and_no_affinity_is_cross_entropy():
         ({"lambda_consistency": -0.1}, "lambda_consistency"),
         ({"lambda_consistency": 0.01}, "class_prior"),
         ({"class_prior": torch.ones(4)}, "class_prior"),
+        ({"lambda_consistency": 0.0, "affinity_pairs": "null"}, "affinity_pairs"),
+        ({"lambda_consistency": 0.0, "affinity_chunk_size": 0}, "affinity_chunk_size"),
     ],
 )
 def test_bad_arguments(kwargs, match):

@@ -109,6 +109,8 @@ def test_inferers_and_torchscript():
         torch.testing.assert_close(scripted(x), direct)
 
 
-def test_bad_spatial_dims():
+def test_bad_arguments():
     with pytest.raises(ValueError, match="spatial_dims"):
         JCASNet(torch.nn.Identity(), 3, 4, spatial_dims=1)
+    with pytest.raises(TypeError, match="use_dar"):
+        JCASNet(torch.nn.Identity(), 3, 4, use_dar="false")  # a command-line string must not pass as True
