@@ -36,6 +36,7 @@ TINY_NET = {  # a small UNet and affinity grid, so that an epoch takes about a s
     "embedding_channels": 8,
     "affinity_grid": 8,
     "num_workers": 0,
+    "progress_bar": False,
 }
 
 
