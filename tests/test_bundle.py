@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -190,3 +192,19 @@ def test_train_and_evaluate_3d_nifti(tmp_path):
     with open(tmp_path / "eval" / "val_mean_dice_raw.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 and set(rows[0]) == {"filename", "class0", "class1", "mean"}
+
+
+def test_multi_gpu_config_on_two_cpu_processes(demo, tmp_path):
+    """multi_gpu_train.json with DistributedDataParallel (network and transitions) on two gloo processes."""
+    override = {**demo["override"], "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
+    args = [
+        f"--{key}={value!r}" if not isinstance(value, str) else f"--{key}={value}" for key, value in override.items()
+    ]
+    configs = str([str(CONFIGS / "train.json"), str(CONFIGS / "multi_gpu_train.json")])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle"]
+    cmd += ["run", "training", "--config_file", configs, "--bundle_root", str(ROOT), "--dist_backend", "gloo"]
+    cmd += ["--device", "$torch.device('cpu')", *args]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    last = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
+    assert "t_class.weight" in last["loss"] and "class_head.weight" in last["network"]  # saved without "module."
