@@ -131,8 +131,8 @@ class CALCStatsHandler(TensorBoardHandler):
             names = self.class_names if tag == "T_C" else ["different", "same"]
             self._writer.add_figure(f"{tag}/matrix", transition_figure(matrix, tag, names), epoch)
         self._writer.flush()
-        diagonal = ", ".join(f"{v:.3f}" for v in torch.diagonal(matrices["T_C"]).tolist())
-        self.logger.info(f"epoch {epoch}: T_C diagonal [{diagonal}], T_A diagonal {torch.diagonal(matrices['T_A'])}")
+        diagonals = {tag: ", ".join(f"{v:.3f}" for v in torch.diagonal(m).tolist()) for tag, m in matrices.items()}
+        self.logger.info(f"epoch {epoch}: T_C diagonal [{diagonals['T_C']}], T_A diagonal [{diagonals['T_A']}]")
 
 
 def transition_figure(matrix: torch.Tensor, title: str, names: list[str] | None = None):

@@ -218,20 +218,16 @@ class CALCLoss(_Loss):
         affinity_pairs: int | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("lambda_affinity", lambda_affinity), ("lambda_volume", lambda_volume)):
+        self.weights = {"affinity": lambda_affinity, "volume": lambda_volume, "consistency": lambda_consistency}
+        for name, value in self.weights.items():
             if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
-        if lambda_consistency < 0:
-            raise ValueError(f"lambda_consistency must be >= 0, got {lambda_consistency}")
+                raise ValueError(f"lambda_{name} must be >= 0, got {value}")
         for name, value in (("affinity_chunk_size", affinity_chunk_size), ("affinity_pairs", affinity_pairs)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive int or None, got {value!r}")
         if lambda_consistency > 0 and class_prior is None:
             raise ValueError("lambda_consistency > 0 needs class_prior (see scripts.losses.class_prior)")
         self.num_classes = num_classes
-        self.lambda_affinity = lambda_affinity
-        self.lambda_volume = lambda_volume
-        self.lambda_consistency = lambda_consistency
         self.ignore_index = -100 if ignore_index is None else ignore_index
         self.affinity_chunk_size = affinity_chunk_size
         self.affinity_pairs = affinity_pairs
@@ -271,7 +267,7 @@ class CALCLoss(_Loss):
 
         class_logits = [logits] + ([pred["rectified"]] if "rectified" in pred else [])
         terms = {"class": sum(forward_corrected_nll(x, target, t_class, self.ignore_index) for x in class_logits)}
-        if self.lambda_affinity > 0:
+        if self.weights["affinity"] > 0:
             embedding = pred["embedding"]
             grid_target = F.interpolate(target[:, None].float(), size=embedding.shape[2:], mode="nearest")[:, 0].long()
             terms["affinity"] = affinity_bce(
@@ -279,11 +275,9 @@ class CALCLoss(_Loss):
             )
         if correct:
             terms["volume"] = transition_log_volume(t_class) + transition_log_volume(t_affinity)
-            if self.lambda_consistency > 0:
+            if self.weights["consistency"] > 0:
                 terms["consistency"] = affinity_consistency(t_class, t_affinity, self.class_prior)
-        weights = {"affinity": self.lambda_affinity, "volume": self.lambda_volume}
-        weights["consistency"] = self.lambda_consistency
-        total = sum(weights.get(name, 1.0) * value for name, value in terms.items())
+        total = sum(self.weights.get(name, 1.0) * value for name, value in terms.items())
         self.last_terms = {name: value.detach() for name, value in terms.items()}
         self.last_terms["total"] = total.detach()
         return total
