@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
         writer.writeheader()
         writer.writerows(results)
     plot(summary, args.modes, args.methods, Path(f"{stem}.png"))
-    command = "python -m scripts.benchmark_noise" + (" --quick" if args.quick else "")
+    command = " ".join(["python -m scripts.benchmark_noise", *(argv if argv is not None else sys.argv[1:])])
     header = [
         f"# Noise robustness benchmark ({name})",
         "",
