@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import statistics
@@ -47,7 +48,7 @@ MODES = {  # noise mode -> arguments of scripts.make_noisy.make_noisy
     "asymmetric": {"rate": 0.5},
 }
 NO_AFFINITY = {"use_dar": False, "lambda_affinity": 0.0, "lambda_consistency": 0.0}
-METHODS = {  # method -> train.json overrides; warmup_epochs None: no correction stage
+METHODS = {  # method -> train.json overrides; warmup_epochs None: no correction stage; NO_AFFINITY ones use --lr_ce
     "CE (clean labels)": {**NO_AFFINITY, "warmup_epochs": None},
     "CE": {**NO_AFFINITY, "warmup_epochs": None},
     "T_C only (VolMin)": NO_AFFINITY,
@@ -56,6 +57,7 @@ METHODS = {  # method -> train.json overrides; warmup_epochs None: no correction
     "JCAS without L_A": {"lambda_affinity": 0.0},
 }
 CLEAN, NOISY_CE = "CE (clean labels)", "CE"
+EXTRA_METHODS = ("JCAS without L_A",)  # ablations run only when named in --methods
 
 
 def _cli_value(value) -> str:
@@ -83,6 +85,14 @@ def bundle_run(configs: list[str], overrides: dict, log: Path) -> None:
         done = subprocess.run(cmd, cwd=BUNDLE_ROOT, stdout=f, stderr=subprocess.STDOUT, check=False)
     if done.returncode:
         raise RuntimeError(f"bundle run failed (exit {done.returncode}), see {log}: {' '.join(cmd)}")
+
+
+def _config_digest() -> str:
+    """SHA-256 of configs/train.json and configs/evaluate.json: a finished run is reused only if they are unchanged."""
+    digest = hashlib.sha256()
+    for name in ("train.json", "evaluate.json"):
+        digest.update((BUNDLE_ROOT / "configs" / name).read_bytes())
+    return digest.hexdigest()
 
 
 def read_scores(eval_dir: Path) -> dict[str, float]:
@@ -122,15 +132,11 @@ def prepare_datalists(args: argparse.Namespace, work: Path) -> tuple[Path, dict[
     return clean, noisy
 
 
-def run_one(args, method: str, mode: str | None, seed: int, datalist: Path, work: Path) -> dict:
-    """Train and evaluate one (method, noise mode, seed); reuse a finished run."""
+def run_plan(args, method: str, mode: str | None, seed: int, datalist: Path, work: Path) -> tuple[Path, dict]:
+    """The run folder and the train.json overrides of one (method, noise mode, seed)."""
     run_dir = (
         work / "runs" / (mode or "clean") / method.replace(" ", "_").replace("(", "").replace(")", "") / f"seed{seed}"
     )
-    result_file = run_dir / "result.json"
-    if result_file.is_file():
-        return json.loads(result_file.read_text())
-    run_dir.mkdir(parents=True, exist_ok=True)
     overrides = {
         "datalist": datalist,
         "dataset_dir": datalist.parent,
@@ -143,14 +149,30 @@ def run_one(args, method: str, mode: str | None, seed: int, datalist: Path, work
         "progress_bar": False,
         **args.override,
     }
+    if not METHODS[method].get("use_dar", True):  # cross-entropy's gradient is about half of JCAS's two class terms
+        overrides["learning_rate"] = args.lr_ce
     for key, value in METHODS[method].items():
         overrides[key] = args.epochs if key == "warmup_epochs" and value is None else value
+    return run_dir, overrides
+
+
+def run_one(args, method: str, mode: str | None, seed: int, datalist: Path, work: Path) -> dict:
+    """Train and evaluate one (method, noise mode, seed); reuse a finished run made with the same settings."""
+    run_dir, overrides = run_plan(args, method, mode, seed, datalist, work)
+    settings = {"overrides": {k: _cli_value(v) for k, v in overrides.items()}, "train.json": _config_digest()}
+    result_file = run_dir / "result.json"
+    if result_file.is_file():
+        result = json.loads(result_file.read_text())
+        if result.get("settings") == settings:
+            return result
+    run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     bundle_run(["train.json"], overrides, run_dir / "train.log")
     train_s = time.perf_counter() - start
     bundle_run(["train.json", "evaluate.json"], overrides, run_dir / "evaluate.log")
     result = {"method": method, "mode": mode or "clean", "seed": seed, "train_s": round(train_s, 1)}
     result.update(read_scores(run_dir / "eval"))
+    result["settings"] = settings
     result_file.write_text(json.dumps(result, indent=1))
     return result
 
@@ -185,6 +207,25 @@ def summarise(results: list[dict], modes: list[str], methods: list[str]) -> tupl
             cells.append(f"{100 * (dice - ce['mdice'][0]) / gap:.0f} %" if ce and up and abs(gap) > 1e-6 else "-")
         rows.append(f"| {method} | " + " | ".join(cells) + " |")
     return rows, summary
+
+
+def target_check(summary: dict, modes: list[str], method: str = "JCAS") -> list[str]:
+    """Markdown lines checking the issue's target for ``method`` in each mode: it closes at least half of the gap
+    between noisy CE and the clean upper bound, and is not worse than CE by more than one standard deviation."""
+    lines = [f"Target check for {method} (gap closed ≥ 50 %; not below CE by more than one std of either):", ""]
+    for mode in modes:
+        if not all(key in summary for key in ((method, mode), (NOISY_CE, mode), (CLEAN, mode))):
+            continue
+        (score, score_sd), (ce, ce_sd) = summary[method, mode]["mdice"], summary[NOISY_CE, mode]["mdice"]
+        gap = summary[CLEAN, mode]["mdice"][0] - ce
+        closed = (score - ce) / gap if abs(gap) > 1e-6 else float("nan")
+        within = score >= ce - max(score_sd, ce_sd)
+        verdict = "within one std of CE or above" if within else "worse than CE by more than one std"
+        lines.append(
+            f"- {mode}: gap closed {100 * closed:.0f} % ({'met' if closed >= 0.5 else 'not met'}); "
+            f"{method} − CE = {100 * (score - ce):+.1f} points, {verdict}"
+        )
+    return lines
 
 
 def plot(summary: dict, modes: list[str], methods: list[str], path: Path) -> None:
@@ -222,10 +263,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--datalist", help="clean decathlon datalist (default: the demo data, made without noise)")
     parser.add_argument("--num_classes", type=int, default=4)
     parser.add_argument("--modes", nargs="+", choices=list(MODES), help="noise modes (default all; --quick: 2)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument(
+        "--methods", nargs="+", default=[m for m in METHODS if m not in EXTRA_METHODS], choices=list(METHODS)
+    )
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds (default 0 1 2; --quick: 0)")
     parser.add_argument("--epochs", type=int, default=40, help="max_epochs of every run")
     parser.add_argument("--warmup", type=int, default=15, help="warmup_epochs of the corrected methods")
+    parser.add_argument(
+        "--lr_ce", type=float, default=0.05, help="learning_rate of the methods without DAR (train.json's for the rest)"
+    )
     parser.add_argument("--noise_seed", type=int, default=0, help="seed of the label corruption")
     parser.add_argument("--override", nargs="*", default=[], help="more train.json overrides, key=value (JSON value)")
     parser.add_argument("--work", default=str(BUNDLE_ROOT / "runs" / "benchmark_noise"), help="data, runs, logs")
@@ -251,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     os.chdir(BUNDLE_ROOT)
     sys.path.insert(0, str(BUNDLE_ROOT))
     name = "quick" if args.quick else "full"
-    work = Path(args.work) / name
+    work = Path(args.work)  # one cache for both settings: a run is reused only if its settings match
     work.mkdir(parents=True, exist_ok=True)
     clean, noisy = prepare_datalists(args, work)
     start = time.perf_counter()
@@ -273,9 +319,10 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"noise_benchmark_{name}"
     with open(f"{stem}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=sorted({k for r in results for k in r}, key=lambda k: (k[0] != "m", k)))
+        rows_csv = [{k: v for k, v in r.items() if k != "settings"} for r in results]
+        writer = csv.DictWriter(f, fieldnames=sorted({k for r in rows_csv for k in r}, key=lambda k: (k[0] != "m", k)))
         writer.writeheader()
-        writer.writerows(results)
+        writer.writerows(rows_csv)
     plot(summary, args.modes, args.methods, Path(f"{stem}.png"))
     command = " ".join(["python -m scripts.benchmark_noise", *(argv if argv is not None else sys.argv[1:])])
     header = [
@@ -288,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
         '"gap closed" is (method − CE) / (clean CE − CE) on mDice.',
         "",
     ]
-    text = "\n".join(header + rows) + "\n"
+    text = "\n".join(header + rows + [""] + target_check(summary, args.modes)) + "\n"
     Path(f"{stem}.md").write_text(text)
     print(text)
     print(f"written: {stem}.md, {stem}.csv, {stem}.png")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.benchmark_noise import CLEAN, NOISY_CE, parse_args, read_scores, summarise
+from scripts.benchmark_noise import CLEAN, NOISY_CE, parse_args, read_scores, run_plan, summarise, target_check
 
 
 def result(method: str, mode: str, seed: int, dice: float, jaccard: float) -> dict:
@@ -52,3 +52,31 @@ def test_quick_defaults_and_overrides():
     assert args.override == {"image_size": [80, 64], "amp": False}
     with pytest.raises(SystemExit):
         parse_args(["--epochs", "5", "--warmup", "6"])
+
+
+def test_target_check():
+    summary = {
+        (CLEAN, "ellipse"): {"mdice": (0.80, 0.01)},
+        (NOISY_CE, "ellipse"): {"mdice": (0.60, 0.02)},
+        ("JCAS", "ellipse"): {"mdice": (0.71, 0.03)},
+        (CLEAN, "asymmetric"): {"mdice": (0.80, 0.01)},
+        (NOISY_CE, "asymmetric"): {"mdice": (0.40, 0.02)},
+        ("JCAS", "asymmetric"): {"mdice": (0.36, 0.01)},
+    }
+    lines = target_check(summary, ["ellipse", "asymmetric", "morph"])
+    assert lines[2] == "- ellipse: gap closed 55 % (met); JCAS − CE = +11.0 points, within one std of CE or above"
+    assert lines[3] == (
+        "- asymmetric: gap closed -10 % (not met); JCAS − CE = -4.0 points, worse than CE by more than one std"
+    )
+    assert len(lines) == 4  # no line for a mode without results
+
+
+def test_run_plan_learning_rates(tmp_path):
+    args = parse_args(["--quick", "--lr_ce", "0.07", "--override", "learning_rate=0.01"])
+    datalist = tmp_path / "datalist.json"
+    run_dir, ce = run_plan(args, NOISY_CE, "ellipse", 1, datalist, tmp_path)
+    assert run_dir == tmp_path / "runs" / "ellipse" / "CE" / "seed1"
+    assert (ce["learning_rate"], ce["use_dar"], ce["warmup_epochs"], ce["seed"]) == (0.07, False, 40, 1)
+    _, jcas = run_plan(args, "JCAS", "ellipse", 1, datalist, tmp_path)
+    assert (jcas["learning_rate"], jcas["warmup_epochs"]) == (0.01, 15) and "use_dar" not in jcas
+    assert "JCAS without L_A" not in args.methods
