@@ -16,7 +16,7 @@ and the training stage (warm-up without correction, then correction).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -199,7 +199,9 @@ class CALCLoss(_Loss):
         lambda_consistency: weight of the class-affinity consistency term.
         ignore_index: label value that contributes nothing (None: every value is a class).
         correction: start in the correction stage (else warm-up).
-        transition_init: initial value of the transition weights (see :class:`NoiseTransition`).
+        transition_init: initial value of the transition weights (see :class:`NoiseTransition`), or a known or
+            estimated (C, C) class transition to start ``T_C`` from; ``T_A`` then starts at the affinity transition
+            it implies with ``class_prior`` (see :func:`scripts.transition.affinity_transition_from_class`).
         affinity_chunk_size: rows per chunk of the exact affinity loss (None: automatic).
         affinity_pairs: sampled pairs per image for an unbiased estimate of ``L_A`` (None: exact).
     """
@@ -213,7 +215,7 @@ class CALCLoss(_Loss):
         lambda_consistency: float = 0.01,
         ignore_index: int | None = None,
         correction: bool = False,
-        transition_init: float = -2.0,
+        transition_init: float | Sequence[Sequence[float]] | torch.Tensor = -2.0,
         affinity_chunk_size: int | None = None,
         affinity_pairs: int | None = None,
     ) -> None:
@@ -231,12 +233,16 @@ class CALCLoss(_Loss):
         self.ignore_index = -100 if ignore_index is None else ignore_index
         self.affinity_chunk_size = affinity_chunk_size
         self.affinity_pairs = affinity_pairs
-        self.t_class = NoiseTransition(num_classes, transition_init)
-        self.t_affinity = NoiseTransition(2, transition_init)
         prior = torch.full((num_classes,), 1.0 / num_classes) if class_prior is None else torch.as_tensor(class_prior)
         if prior.shape != (num_classes,):
             raise ValueError(f"class_prior must have shape ({num_classes},), got {tuple(prior.shape)}")
         self.register_buffer("class_prior", prior.float() / prior.sum())
+        self.t_class = NoiseTransition(num_classes, transition_init)
+        affinity_init = transition_init
+        if torch.as_tensor(transition_init).ndim:  # a class transition: T_A starts at the one it implies
+            with torch.no_grad():
+                affinity_init = affinity_transition_from_class(self.t_class(), self.class_prior)
+        self.t_affinity = NoiseTransition(2, affinity_init)
         self.register_buffer("_correction", torch.tensor(bool(correction)))
         self.last_terms: dict[str, torch.Tensor] = {}
 

@@ -12,10 +12,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-__all__ = ["NoiseTransition", "affinity_transition_from_class"]
+__all__ = ["NoiseTransition", "affinity_transition_from_class", "transition_weight"]
+
+_RATIO_CLIP = 1e-4
+
+
+def transition_weight(init: float | Sequence[Sequence[float]] | torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The (K, K) weight ``W`` of :class:`NoiseTransition` for a scalar ``init`` or an initial transition matrix.
+
+    Args:
+        init: a number (every entry of ``W``) or a (K, K) row-stochastic matrix ``T`` with a positive diagonal,
+            giving ``W[i, j] = logit(clip(T[i, j] / T[i, i]))`` off the diagonal (0 on it, where it is unused).
+        num_classes: K.
+
+    Raises:
+        ValueError: a matrix of the wrong shape, with negative entries, rows not summing to 1 or a zero diagonal.
+    """
+    matrix = torch.as_tensor(init, dtype=torch.float32)
+    if matrix.ndim == 0:
+        return torch.full((num_classes, num_classes), float(matrix))
+    if matrix.shape != (num_classes, num_classes):
+        raise ValueError(f"an initial transition must be ({num_classes}, {num_classes}), got {tuple(matrix.shape)}")
+    if (matrix < 0).any() or not torch.allclose(matrix.sum(dim=1), torch.ones(num_classes), atol=1e-3):
+        raise ValueError(f"an initial transition must be non-negative with rows summing to 1, got {matrix.tolist()}")
+    diagonal = torch.diagonal(matrix)
+    if (diagonal <= 0).any():
+        raise ValueError(f"an initial transition needs a positive diagonal, got {diagonal.tolist()}")
+    ratio = (matrix / diagonal[:, None]).clamp(_RATIO_CLIP, 1 - _RATIO_CLIP)
+    return torch.logit(ratio).fill_diagonal_(0.0)
 
 
 class NoiseTransition(nn.Module):
@@ -24,25 +53,27 @@ class NoiseTransition(nn.Module):
     .. math::
         T = \\operatorname{rownorm}\\big(I + \\sigma(W) \\odot (1 - I)\\big)
 
-    ``W`` is initialised to ``init`` everywhere, so the diagonal starts at ``1 / (1 + (K - 1) σ(init))``
-    (0.737 for K = 4 and init = -2). Used for ``T_C`` (K = C classes) and ``T_A`` (K = 2: 0 = different class,
-    1 = same class) in the paper.
+    A number ``init`` initialises every entry of ``W``, so the diagonal starts at ``1 / (1 + (K - 1) σ(init))``
+    (0.737 for K = 4 and init = -2, 0.949 for init = -4). A known or estimated (K, K) row-stochastic matrix as
+    ``init`` gives ``W[i, j] = logit(T[i, j] / T[i, i])``, which reproduces it exactly when every off-diagonal
+    entry lies below its row's diagonal (ratios are clipped to [1e-4, 1 - 1e-4]). Used for ``T_C`` (K = C classes)
+    and ``T_A`` (K = 2: 0 = different class, 1 = same class) in the paper.
 
     Args:
         num_classes: K, the size of the square matrix (>= 2).
-        init: initial value of every entry of ``W``.
+        init: initial value of every entry of ``W``, or an initial (K, K) transition matrix.
 
     Example:
         >>> NoiseTransition(4)().sum(dim=1)
         tensor([1., 1., 1., 1.], grad_fn=<SumBackward1>)
     """
 
-    def __init__(self, num_classes: int, init: float = -2.0) -> None:
+    def __init__(self, num_classes: int, init: float | Sequence[Sequence[float]] | torch.Tensor = -2.0) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.num_classes = num_classes
-        self.weight = nn.Parameter(torch.full((num_classes, num_classes), float(init)))
+        self.weight = nn.Parameter(transition_weight(init, num_classes))
         self.register_buffer("identity", torch.eye(num_classes), persistent=False)
 
     def forward(self) -> torch.Tensor:

@@ -25,6 +25,7 @@ from scripts.losses import (
     forward_corrected_nll,
     transition_log_volume,
 )
+from scripts.transition import NoiseTransition, affinity_transition_from_class
 
 T_CLASS = torch.tensor([[0.8, 0.2], [0.3, 0.7]])
 T_AFFINITY = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
@@ -178,6 +179,17 @@ def test_correction_combines_terms_with_weights():
     )
     torch.testing.assert_close(loss(pred, target), expected)
     assert set(loss.last_terms) == {"class", "affinity", "volume", "consistency", "total"}
+
+
+def test_known_class_transition_starts_both_transitions():
+    prior = torch.tensor([0.6, 0.3, 0.1])
+    known = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.0, 0.25, 0.75]])
+    loss = CALCLoss(3, prior, transition_init=known.tolist(), correction=True)
+    torch.testing.assert_close(loss.t_class().detach(), known, atol=1e-4, rtol=0)
+    # T_A starts at the affinity transition T_C implies under the prior (up to the clipped zeros of T_C)
+    implied = affinity_transition_from_class(known, prior)
+    torch.testing.assert_close(loss.t_affinity().detach(), implied, atol=5e-4, rtol=0)
+    assert not torch.allclose(implied, NoiseTransition(2, -2.0)().detach(), atol=0.05)
 
 
 def test_stage_is_saved_in_state_dict():

@@ -15,7 +15,7 @@ import math
 import pytest
 import torch
 
-from scripts.transition import NoiseTransition, affinity_transition_from_class
+from scripts.transition import NoiseTransition, affinity_transition_from_class, transition_weight
 
 
 @pytest.mark.parametrize("num_classes", [2, 3, 4, 7])
@@ -105,3 +105,29 @@ def test_affinity_transition_is_differentiable_in_t_class():
 def test_bad_arguments(t_class, prior, match):
     with pytest.raises(ValueError, match=match):
         affinity_transition_from_class(t_class, prior)
+
+
+def test_matrix_init_reproduces_a_known_transition():
+    known = torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.0, 0.3, 0.7]])
+    t = NoiseTransition(3, known.tolist())()
+    # exact except the zero entry, clipped to 1e-4 of its diagonal: 0.7 * 1e-4 / (1 + 1e-4)
+    expected = torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [7e-5, 0.3, 0.7 - 7e-5]])
+    torch.testing.assert_close(t.detach(), expected, atol=1e-6, rtol=1e-4)
+    # a 50/50 row (off-diagonal equal to the diagonal) is reached up to the clip
+    torch.testing.assert_close(
+        NoiseTransition(2, [[0.5, 0.5], [0.0, 1.0]])().detach()[0], torch.tensor([0.5, 0.5]), atol=1e-4, rtol=0
+    )
+
+
+@pytest.mark.parametrize(
+    "init, match",
+    [
+        ([[0.5, 0.5]], "must be"),
+        ([[0.5, 0.6], [0.1, 0.9]], "rows summing to 1"),
+        ([[1.2, -0.2], [0.1, 0.9]], "non-negative"),
+        ([[0.0, 1.0], [0.1, 0.9]], "positive diagonal"),
+    ],
+)
+def test_matrix_init_bad_values(init, match):
+    with pytest.raises(ValueError, match=match):
+        transition_weight(init, 2)
