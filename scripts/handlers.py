@@ -16,6 +16,7 @@ import glob
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Iterable
 
 import torch
 from ignite.engine import Engine, Events
@@ -23,8 +24,9 @@ from monai.handlers import TensorBoardHandler
 from torch.utils.tensorboard import SummaryWriter
 
 from .losses import CALCLoss
+from .transition import soft_confusion, transition_from_confusion
 
-__all__ = ["CALCStageHandler", "CALCStatsHandler", "latest_checkpoint"]
+__all__ = ["CALCStageHandler", "CALCStatsHandler", "TrustedTransitionHandler", "latest_checkpoint"]
 
 
 def latest_checkpoint(ckpt_dir: str, pattern: str = "checkpoint_epoch=*.pt") -> str:
@@ -66,6 +68,72 @@ class CALCStageHandler:
             stage = "correction (T_C, T_A learned)" if correction else "warm-up (no noise correction)"
             self.logger.info(f"epoch {engine.state.epoch}: CALC stage {stage}")
         self.loss.correction = correction
+
+
+class TrustedTransitionHandler:
+    """Starts the correction stage from a class transition estimated on images with trusted (clean) labels.
+
+    At the start of the first correction epoch (``warmup_epochs + 1``), the network, trained on the noisy labels
+    through the warm-up, predicts the trusted images; ``T_C[i, j]`` is set to the mean predicted probability of
+    class ``j`` over the trusted pixels of class ``i`` (gold loss correction, Hendrycks et al., NeurIPS 2018), and
+    ``T_A`` to the affinity transition it implies (:meth:`scripts.losses.CALCLoss.set_transitions`). Both are then
+    learned as usual. A run resumed after that epoch keeps the transitions of its checkpoint. Under
+    ``torch.distributed`` the counts are summed over the processes, so every process sets the same matrices.
+
+    This is our addition, not part of the published method: it needs a labelled split whose labels are clean,
+    such as the demo's validation split.
+
+    Args:
+        loss: the CALC loss of the trainer.
+        network: the trained network; in ``eval()`` mode it returns BCH[WD] class probabilities.
+        data_loader: batches of dicts with ``"image"`` BIH[WD] and trusted ``"label"`` B1H[WD] at the output size.
+        warmup_epochs: epochs of the warm-up stage (see :class:`CALCStageHandler`).
+        device: where the network runs (default: the device of its parameters).
+    """
+
+    def __init__(
+        self,
+        loss: CALCLoss,
+        network: torch.nn.Module,
+        data_loader: Iterable[dict[str, torch.Tensor]],
+        warmup_epochs: int,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.loss = loss
+        self.network = network
+        self.data_loader = data_loader
+        self.warmup_epochs = warmup_epochs
+        self.device = device
+        self.logger = logging.getLogger(__name__)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED(once=self.warmup_epochs + 1), self)
+
+    @torch.no_grad()
+    def estimate(self) -> torch.Tensor:
+        """The (C, C) class transition estimated from the trusted images with the current network."""
+        device = self.device or next(self.network.parameters()).device
+        num_classes = self.loss.num_classes
+        sums = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
+        training = self.network.training
+        self.network.eval()
+        try:
+            for batch in self.data_loader:
+                probs = self.network(batch["image"].to(device))
+                sums += soft_confusion(probs, batch["label"].to(device), num_classes, self.loss.ignore_index)
+        finally:
+            self.network.train(training)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(sums)
+        if sums.sum() == 0:
+            raise ValueError("the trusted data loader gave no labelled pixel to estimate T_C from")
+        return transition_from_confusion(sums)
+
+    def __call__(self, engine: Engine) -> None:
+        t_class = self.estimate()
+        self.loss.set_transitions(t_class)
+        rows = "; ".join(", ".join(f"{v:.3f}" for v in row) for row in t_class.tolist())
+        self.logger.info(f"epoch {engine.state.epoch}: T_C estimated on the trusted data: [{rows}]")
 
 
 class CALCStatsHandler(TensorBoardHandler):

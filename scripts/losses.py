@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 from torch.utils.checkpoint import checkpoint
 
-from .transition import NoiseTransition, affinity_transition_from_class
+from .transition import NoiseTransition, affinity_transition_from_class, transition_weight
 
 __all__ = [
     "CALCLoss",
@@ -238,11 +238,9 @@ class CALCLoss(_Loss):
             raise ValueError(f"class_prior must have shape ({num_classes},), got {tuple(prior.shape)}")
         self.register_buffer("class_prior", prior.float() / prior.sum())
         self.t_class = NoiseTransition(num_classes, transition_init)
-        affinity_init = transition_init
+        self.t_affinity = NoiseTransition(2, transition_init if torch.as_tensor(transition_init).ndim == 0 else -2.0)
         if torch.as_tensor(transition_init).ndim:  # a class transition: T_A starts at the one it implies
-            with torch.no_grad():
-                affinity_init = affinity_transition_from_class(self.t_class(), self.class_prior)
-        self.t_affinity = NoiseTransition(2, affinity_init)
+            self.set_transitions(transition_init)
         self.register_buffer("_correction", torch.tensor(bool(correction)))
         self.last_terms: dict[str, torch.Tensor] = {}
 
@@ -254,6 +252,16 @@ class CALCLoss(_Loss):
     @correction.setter
     def correction(self, value: bool) -> None:
         self._correction.fill_(bool(value))
+
+    @torch.no_grad()
+    def set_transitions(self, t_class: Sequence[Sequence[float]] | torch.Tensor) -> None:
+        """Set ``T_C`` to a known or estimated (C, C) class transition (see
+        :func:`scripts.transition.transition_weight`) and ``T_A`` to the affinity transition it implies with the
+        class prior; both stay learnable."""
+        weight = transition_weight(t_class, self.num_classes).to(self.t_class.weight)
+        self.t_class.weight.copy_(weight)
+        implied = affinity_transition_from_class(self.t_class(), self.class_prior)
+        self.t_affinity.weight.copy_(transition_weight(implied, 2).to(self.t_affinity.weight))
 
     def forward(self, pred: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         """Total loss (scalar); the detached terms are kept in ``self.last_terms`` for logging."""

@@ -17,7 +17,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["NoiseTransition", "affinity_transition_from_class", "transition_weight"]
+__all__ = [
+    "NoiseTransition",
+    "affinity_transition_from_class",
+    "soft_confusion",
+    "transition_from_confusion",
+    "transition_weight",
+]
 
 _RATIO_CLIP = 1e-4
 
@@ -115,3 +121,40 @@ def affinity_transition_from_class(t_class: torch.Tensor, prior: torch.Tensor) -
     v10 = same - v11
     v00 = 1 - same - v01
     return torch.stack([torch.stack([v00, v01]) / (1 - same), torch.stack([v10, v11]) / same])
+
+
+def soft_confusion(
+    probs: torch.Tensor, labels: torch.Tensor, num_classes: int, ignore_index: int | None = None
+) -> torch.Tensor:
+    """``S[i, j] = Σ p_j(x)`` over the pixels ``x`` whose trusted (clean) label is ``i``: with ``p`` a model trained on
+    noisy labels, ``rownorm(S)`` estimates ``T_C[i, j] = p(noisy = j | clean = i)`` (gold loss correction, Hendrycks
+    et al., NeurIPS 2018; see :func:`transition_from_confusion`).
+
+    Args:
+        probs: BCH[WD] class probabilities of a model trained on the noisy labels.
+        labels: B1H[WD] or BH[WD] trusted integer labels at the same size.
+        num_classes: C.
+        ignore_index: label value left out.
+
+    Returns:
+        (C, C) float64 sums, rows clean, columns noisy.
+    """
+    if labels.ndim == probs.ndim:
+        labels = labels[:, 0]
+    if labels.shape != probs.shape[:1] + probs.shape[2:] or probs.shape[1] != num_classes:
+        raise ValueError(f"labels {tuple(labels.shape)} do not match probabilities {tuple(probs.shape)}")
+    flat = probs.detach().double().movedim(1, -1).reshape(-1, num_classes)
+    labels = labels.reshape(-1).long()
+    keep = labels != ignore_index if ignore_index is not None else torch.ones_like(labels, dtype=torch.bool)
+    labels, flat = labels[keep], flat[keep]
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in 0..{num_classes - 1}, got {labels.unique().tolist()}")
+    return torch.zeros(num_classes, num_classes, dtype=torch.float64, device=flat.device).index_add_(0, labels, flat)
+
+
+def transition_from_confusion(sums: torch.Tensor) -> torch.Tensor:
+    """Row-normalised (C, C) :func:`soft_confusion` sums; a class with no trusted pixel keeps an identity row."""
+    sums = sums.double()
+    totals = sums.sum(dim=1, keepdim=True)
+    identity = torch.eye(sums.shape[0], dtype=sums.dtype, device=sums.device)
+    return torch.where(totals > 0, sums / totals.clamp_min(1e-12), identity).float()

@@ -15,11 +15,12 @@ import time
 
 import pytest
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from scripts.handlers import CALCStageHandler, CALCStatsHandler, latest_checkpoint
+from scripts.handlers import CALCStageHandler, CALCStatsHandler, TrustedTransitionHandler, latest_checkpoint
 from scripts.losses import CALCLoss
+from scripts.transition import affinity_transition_from_class
 
 
 def loss_engine(loss: CALCLoss, stages: list[bool] | None = None) -> Engine:
@@ -96,3 +97,46 @@ def test_latest_checkpoint(tmp_path):
         os.utime(path, (time.time() + epoch, time.time() + epoch))
     (tmp_path / "model.pt").write_bytes(b"")
     assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint_epoch=10.pt")
+
+
+class FixedProbabilities(torch.nn.Module):
+    """Predicts the same class probabilities at every pixel of its class map input (channel 0 holds the class)."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.table = torch.nn.Parameter(table)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.table[x[:, 0].long()].movedim(-1, 1)
+
+
+def test_trusted_transition_handler_sets_the_estimate_once():
+    # clean class i is predicted with probabilities table[i]: the estimate is table, row-normalised
+    table = torch.tensor([[0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.0, 0.5, 0.5]])
+    labels = torch.tensor([[[[0, 1], [2, 255]]], [[[0, 0], [1, 1]]]])  # 255: ignored
+    batch = {"image": labels.clamp(max=2).float(), "label": labels}
+    loss = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2]), ignore_index=255)
+    network = FixedProbabilities(table).train()
+    handler = TrustedTransitionHandler(loss, network, [batch], warmup_epochs=2)
+    torch.testing.assert_close(handler.estimate(), table)
+    assert network.training  # restored after the estimate
+
+    seen = []
+    engine = loss_engine(loss)
+    engine.add_event_handler(Events.EPOCH_STARTED, lambda e: seen.append(loss.t_class().detach().clone()))
+    handler.attach(engine)  # attached after the recorder: it sets T_C at the start of epoch 3, before epoch 4
+    engine.run(range(2), max_epochs=4)
+    initial = CALCLoss(3, lambda_consistency=0.0).t_class().detach()
+    for epoch, matrix in enumerate(seen, 1):
+        expected = table if epoch == 4 else initial
+        torch.testing.assert_close(matrix, expected, atol=2e-4, rtol=0, msg=f"epoch {epoch}")
+    implied = affinity_transition_from_class(loss.t_class(), loss.class_prior)
+    torch.testing.assert_close(loss.t_affinity().detach(), implied.detach(), atol=2e-4, rtol=0)
+
+
+def test_trusted_transition_handler_needs_labelled_pixels():
+    loss = CALCLoss(2, lambda_consistency=0.0, ignore_index=255)
+    batch = {"image": torch.zeros(1, 1, 2, 2), "label": torch.full((1, 1, 2, 2), 255)}
+    handler = TrustedTransitionHandler(loss, FixedProbabilities(torch.eye(2)), [batch], warmup_epochs=0)
+    with pytest.raises(ValueError, match="no labelled pixel"):
+        handler.estimate()

@@ -15,7 +15,13 @@ import math
 import pytest
 import torch
 
-from scripts.transition import NoiseTransition, affinity_transition_from_class, transition_weight
+from scripts.transition import (
+    NoiseTransition,
+    affinity_transition_from_class,
+    soft_confusion,
+    transition_from_confusion,
+    transition_weight,
+)
 
 
 @pytest.mark.parametrize("num_classes", [2, 3, 4, 7])
@@ -131,3 +137,25 @@ def test_matrix_init_reproduces_a_known_transition():
 def test_matrix_init_bad_values(init, match):
     with pytest.raises(ValueError, match=match):
         transition_weight(init, 2)
+
+
+def test_soft_confusion_hand_value():
+    # two pixels of clean class 0 predicted (.9, .1) and (.5, .5); one of class 1 predicted (.2, .8); one ignored
+    probs = torch.tensor([[0.9, 0.5, 0.2, 0.3], [0.1, 0.5, 0.8, 0.7]]).view(1, 2, 2, 2)
+    labels = torch.tensor([0, 0, 1, 9]).view(1, 1, 2, 2)
+    sums = soft_confusion(probs, labels, 2, ignore_index=9)
+    torch.testing.assert_close(sums, torch.tensor([[1.4, 0.6], [0.2, 0.8]], dtype=torch.float64))
+    torch.testing.assert_close(transition_from_confusion(sums), torch.tensor([[0.7, 0.3], [0.2, 0.8]]))
+
+
+def test_transition_from_confusion_keeps_identity_for_unseen_classes():
+    sums = torch.tensor([[2.0, 2.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 3.0]])
+    expected = torch.tensor([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.25, 0.0, 0.75]])
+    torch.testing.assert_close(transition_from_confusion(sums), expected)
+
+
+def test_soft_confusion_bad_inputs():
+    with pytest.raises(ValueError, match="do not match"):
+        soft_confusion(torch.rand(1, 2, 4, 4), torch.zeros(1, 1, 4, 5, dtype=torch.long), 2)
+    with pytest.raises(ValueError, match="must lie in"):
+        soft_confusion(torch.rand(1, 2, 2, 2), torch.full((1, 2, 2), 3), 2)
