@@ -50,6 +50,7 @@ MODES = {  # noise mode -> arguments of scripts.make_noisy.make_noisy
     "symmetric": {"rate": 0.5},
     "asymmetric": {"rate": 0.5},
 }
+TRUSTED = "JCAS, T_C from trusted labels (ours)"  # T_C estimated on the clean validation split at the switch
 NO_AFFINITY = {"use_dar": False, "lambda_affinity": 0.0, "lambda_consistency": 0.0}
 METHODS = {  # method -> train.json overrides; warmup_epochs None: no correction stage; NO_AFFINITY ones use --lr_ce
     "CE (clean labels)": {**NO_AFFINITY, "warmup_epochs": None},
@@ -58,6 +59,7 @@ METHODS = {  # method -> train.json overrides; warmup_epochs None: no correction
     "DAR + L_A, no correction": {"warmup_epochs": None},
     "JCAS": {},
     "JCAS without L_A": {"lambda_affinity": 0.0},
+    TRUSTED: {"trusted_transition": True},
 }
 CLEAN, NOISY_CE = "CE (clean labels)", "CE"
 EXTRA_METHODS = ("JCAS without L_A",)  # ablations run only when named in --methods

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.benchmark_noise import CLEAN, NOISY_CE, parse_args, read_scores, run_plan, summarise, target_check
+from scripts.benchmark_noise import CLEAN, NOISY_CE, TRUSTED, parse_args, read_scores, run_plan, summarise, target_check
 
 
 def result(method: str, mode: str, seed: int, dice: float, jaccard: float) -> dict:
@@ -80,3 +80,5 @@ def test_run_plan_learning_rates(tmp_path):
     _, jcas = run_plan(args, "JCAS", "ellipse", 1, datalist, tmp_path)
     assert (jcas["learning_rate"], jcas["warmup_epochs"]) == (0.01, 15) and "use_dar" not in jcas
     assert "JCAS without L_A" not in args.methods
+    _, trusted = run_plan(args, TRUSTED, "asymmetric", 0, datalist, tmp_path)
+    assert trusted["trusted_transition"] is True and trusted["learning_rate"] == 0.01
