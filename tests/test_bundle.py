@@ -146,7 +146,7 @@ def test_shipped_model_beats_threshold_on_demo_test_split(tmp_path):
     with open(tmp_path / "val_mean_dice_summary.csv") as f:
         per_class = {row["class"]: float(row["mean"]) for row in csv.DictReader(f)}
     mean_dice = np.mean([per_class[c] for c in ("class0", "class1", "class2")])
-    assert mean_dice > 0.70, per_class  # the shipped model: 0.727; an untrained one: about 0.25
+    assert mean_dice > 0.69, per_class  # the shipped model: 0.706; an untrained one: about 0.25
 
 
 def write_volumes(folder: Path, count: int, size: int = 24) -> list[dict[str, str]]:
