@@ -12,7 +12,7 @@
 
 Usage::
 
-    python -m scripts.benchmark_noise --quick            # 1 seed, ellipse and asymmetric noise: ~15 min on 2 CPUs
+    python -m scripts.benchmark_noise --quick            # 1 seed, ellipse and asymmetric noise: ~20 min on 2 CPUs
     python -m scripts.benchmark_noise                    # 3 seeds, all four noise modes: ~1.7 h on 2 CPUs
     python -m scripts.benchmark_noise --datalist my/datalist.json --num_classes 3 --override image_size=[96,96,96]
 
@@ -266,7 +266,7 @@ def plot(summary: dict, modes: list[str], methods: list[str], path: Path) -> Non
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--quick", action="store_true", help="1 seed, the ellipse and asymmetric modes: about 15 min on 2 CPU cores"
+        "--quick", action="store_true", help="1 seed, the ellipse and asymmetric modes: about 20 min on 2 CPU cores"
     )
     parser.add_argument("--datalist", help="clean decathlon datalist (default: the demo data, made without noise)")
     parser.add_argument("--num_classes", type=int, default=4)
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
             result = run_one(args, method, mode, seed, clean if mode is None else noisy[mode], work)
             results.append(result)
             print(
-                f"{result['mode']:>10} | {method:<26} | seed {seed} | mDice {100 * result['mdice']:.1f} "
+                f"{result['mode']:>10} | {method:<38} | seed {seed} | mDice {100 * result['mdice']:.1f} "
                 f"| mJac {100 * result['mjaccard']:.1f} | train {result['train_s']:.0f} s",
                 flush=True,
             )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -195,8 +196,10 @@ def test_train_and_evaluate_3d_nifti(tmp_path):
 
 
 def test_multi_gpu_config_on_two_cpu_processes(demo, tmp_path):
-    """multi_gpu_train.json with DistributedDataParallel (network and transitions) on two gloo processes."""
+    """multi_gpu_train.json with DistributedDataParallel (network and transitions) on two gloo processes; the
+    trusted-label transition, estimated on each process's half of the validation split, is the same on both."""
     override = {**demo["override"], "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
+    override["trusted_transition"] = True
     args = [
         f"--{key}={value!r}" if not isinstance(value, str) else f"--{key}={value}" for key, value in override.items()
     ]
@@ -208,3 +211,5 @@ def test_multi_gpu_config_on_two_cpu_processes(demo, tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     last = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
     assert "t_class.weight" in last["loss"] and "class_head.weight" in last["network"]  # saved without "module."
+    estimates = re.findall(r"T_C estimated on the trusted data: (\[.*\])", done.stdout + done.stderr)
+    assert len(estimates) == 2 and estimates[0] == estimates[1], estimates  # one per process, summed over both
