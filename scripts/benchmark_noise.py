@@ -13,7 +13,7 @@
 Usage::
 
     python -m scripts.benchmark_noise --quick            # 1 seed, ellipse and asymmetric noise: ~20 min on 2 CPUs
-    python -m scripts.benchmark_noise                    # 3 seeds, all four noise modes: ~1.7 h on 2 CPUs
+    python -m scripts.benchmark_noise                    # 3 seeds, all four noise modes: ~2 h on 2 CPUs
     python -m scripts.benchmark_noise --datalist my/datalist.json --num_classes 3 --override image_size=[96,96,96]
 
 Every run trains and evaluates through the bundle's own configs (``configs/train.json``, ``configs/evaluate.json``)
