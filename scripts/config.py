@@ -18,21 +18,21 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["as_bool"]
+from monai.utils import str2bool
 
-_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+__all__ = ["as_bool"]
 
 
 def as_bool(value: Any, name: str = "value") -> bool:
-    """``value`` as a bool: a bool, 0/1, or a string such as ``"true"``/``"False"``/``"no"``.
+    """``value`` as a bool through :func:`monai.utils.str2bool`: a bool, 0/1, or a string such as
+    ``"true"``/``"False"``/``"no"`` (surrounding spaces ignored).
 
     Raises:
         ValueError: for anything else, naming the config key ``name``.
     """
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ValueError(f"config key '{name}' must be true or false, got {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    try:
+        return str2bool(value.strip() if isinstance(value, str) else value)
+    except ValueError:
+        raise ValueError(f"config key '{name}' must be true or false, got {value!r}") from None

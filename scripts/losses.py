@@ -237,9 +237,10 @@ class CALCLoss(_Loss):
         if prior.shape != (num_classes,):
             raise ValueError(f"class_prior must have shape ({num_classes},), got {tuple(prior.shape)}")
         self.register_buffer("class_prior", prior.float() / prior.sum())
-        self.t_class = NoiseTransition(num_classes, transition_init)
-        self.t_affinity = NoiseTransition(2, transition_init if torch.as_tensor(transition_init).ndim == 0 else -2.0)
-        if torch.as_tensor(transition_init).ndim:  # a class transition: T_A starts at the one it implies
+        known = torch.as_tensor(transition_init).ndim > 0  # a (C, C) class transition rather than a weight value
+        self.t_class = NoiseTransition(num_classes, 0.0 if known else transition_init)
+        self.t_affinity = NoiseTransition(2, 0.0 if known else transition_init)
+        if known:  # T_C from it, T_A from the affinity transition it implies
             self.set_transitions(transition_init)
         self.register_buffer("_correction", torch.tensor(bool(correction)))
         self.last_terms: dict[str, torch.Tensor] = {}
