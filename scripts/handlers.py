@@ -13,20 +13,29 @@
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from ignite.engine import Engine, Events
+from monai.engines.utils import IterationEvents
 from monai.handlers import TensorBoardHandler
 from torch.utils.tensorboard import SummaryWriter
 
 from .losses import CALCLoss
-from .transition import soft_confusion, transition_from_confusion
+from .transition import anchor_transition, soft_confusion, transition_error, transition_from_confusion
 
-__all__ = ["CALCStageHandler", "CALCStatsHandler", "TrustedTransitionHandler", "latest_checkpoint"]
+__all__ = [
+    "CALCStageHandler",
+    "CALCStatsHandler",
+    "TransitionEstimateHandler",
+    "TransitionOptimizerHandler",
+    "format_matrix",
+    "latest_checkpoint",
+]
 
 
 def latest_checkpoint(ckpt_dir: str, pattern: str = "checkpoint_epoch=*.pt") -> str:
@@ -70,25 +79,73 @@ class CALCStageHandler:
         self.loss.correction = correction
 
 
-class TrustedTransitionHandler:
-    """Starts the correction stage from a class transition estimated on images with trusted (clean) labels.
+class TransitionOptimizerHandler:
+    """Steps the transitions ``T_C`` and ``T_A`` of :class:`scripts.losses.CALCLoss` with their own optimiser.
 
-    At the start of the first correction epoch (``warmup_epochs + 1``), the network, trained on the noisy labels
-    through the warm-up, predicts the trusted images; ``T_C[i, j]`` is set to the mean predicted probability of
-    class ``j`` over the trusted pixels of class ``i`` (gold loss correction, Hendrycks et al., NeurIPS 2018), and
-    ``T_A`` to the affinity transition it implies (:meth:`scripts.losses.CALCLoss.set_transitions`). Both are then
-    learned as usual. A run resumed after that epoch keeps the transitions of its checkpoint. Under
-    ``torch.distributed`` the counts are summed over the processes, so every process sets the same matrices.
+    The transitions are a handful of global parameters with tiny per-parameter gradients; under the network's
+    optimiser and poly decay they barely move (measured: ``W`` moves 0.07-0.38 where it needs 3-5). This handler
+    gives them an optimiser of their own (Adam by default in ``train.json``, at a constant ``transition_lr``): after
+    each backward pass of the correction stage it unscales their gradients when the trainer uses AMP (a step with a
+    non-finite gradient is skipped, as ``GradScaler`` does), steps and clears them. Add its optimiser to the
+    checkpoint's ``save_dict`` so a resumed run continues with its state.
 
-    This is our addition, not part of the published method: it needs a labelled split whose labels are clean,
-    such as the demo's validation split.
+    Args:
+        loss: the CALC loss of the trainer.
+        optimizer: an optimiser over ``loss.parameters()`` and nothing else.
+    """
+
+    def __init__(self, loss: CALCLoss, optimizer: torch.optim.Optimizer) -> None:
+        owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        if owned != {id(p) for p in loss.parameters()}:
+            raise ValueError("the transition optimizer must hold exactly the loss's parameters (T_C and T_A)")
+        self.loss = loss
+        self.optimizer = optimizer
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        params = [p for p in self.loss.parameters() if p.grad is not None]
+        if self.loss.correction and params:
+            scaler = getattr(engine, "scaler", None)
+            if getattr(engine, "amp", False) and scaler is not None:
+                inv_scale = 1.0 / scaler.get_scale()
+                for p in params:
+                    p.grad.mul_(inv_scale)
+            if all(torch.isfinite(p.grad).all() for p in params):
+                self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+class TransitionEstimateHandler:
+    """Starts the correction stage from a class transition estimated with the warm-up network.
+
+    At the start of the first correction epoch (``warmup_epochs + 1``) the network, trained on the noisy labels
+    through the warm-up, predicts the images of ``data_loader``; ``T_C`` is set to the estimate and ``T_A`` to the
+    affinity transition it implies (:meth:`scripts.losses.CALCLoss.set_transitions`). Both are then learned as
+    usual. Sources (our addition, not part of the published method):
+
+    - ``"anchor"``: the training images; the anchor-point estimate of :func:`scripts.transition.anchor_transition`
+      from a random subsample of their pixels (forward correction, Patrini et al., CVPR 2017). Needs no clean label.
+      A network that fits the noisy labels can absorb the noise itself, and then ``T = I`` fits the class loss as
+      well as the true ``T`` does, so an end-to-end learned ``T`` started at the identity stays there; the estimate
+      starts it where the noise is.
+    - ``"trusted"``: images with trusted (clean) labels, such as a checked validation split; ``T_C[i, j]`` is the
+      mean predicted probability of class ``j`` over their pixels of class ``i`` (gold loss correction, Hendrycks
+      et al., NeurIPS 2018).
+
+    A run resumed after that epoch keeps the transitions of its checkpoint. Under ``torch.distributed`` the
+    processes' estimates are averaged, so every process sets the same matrices.
 
     Args:
         loss: the CALC loss of the trainer.
         network: the trained network; in ``eval()`` mode it returns BCH[WD] class probabilities.
-        data_loader: batches of dicts with ``"image"`` BIH[WD] and trusted ``"label"`` B1H[WD] at the output size.
+        data_loader: batches of dicts with ``"image"`` BIH[WD] (and, for ``"trusted"``, ``"label"`` B1H[WD]).
         warmup_epochs: epochs of the warm-up stage (see :class:`CALCStageHandler`).
+        source: ``"anchor"`` or ``"trusted"``.
         device: where the network runs (default: the device of its parameters).
+        pixels_per_image: pixels sampled per image for the anchor estimate.
+        top_fraction: see :func:`scripts.transition.anchor_transition`.
     """
 
     def __init__(
@@ -97,13 +154,21 @@ class TrustedTransitionHandler:
         network: torch.nn.Module,
         data_loader: Iterable[dict[str, torch.Tensor]],
         warmup_epochs: int,
+        source: str = "anchor",
         device: torch.device | str | None = None,
+        pixels_per_image: int = 4096,
+        top_fraction: float = 0.1,
     ) -> None:
+        if source not in ("anchor", "trusted"):
+            raise ValueError(f"transition estimate source must be 'anchor' or 'trusted', got {source!r}")
         self.loss = loss
         self.network = network
         self.data_loader = data_loader
         self.warmup_epochs = warmup_epochs
+        self.source = source
         self.device = device
+        self.pixels_per_image = pixels_per_image
+        self.top_fraction = top_fraction
         self.logger = logging.getLogger(__name__)
 
     def attach(self, engine: Engine) -> None:
@@ -111,29 +176,48 @@ class TrustedTransitionHandler:
 
     @torch.no_grad()
     def estimate(self) -> torch.Tensor:
-        """The (C, C) class transition estimated from the trusted images with the current network."""
+        """The (C, C) class transition estimated from ``data_loader`` with the current network."""
         device = self.device or next(self.network.parameters()).device
         num_classes = self.loss.num_classes
         sums = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
+        samples = []
+        generator = torch.Generator().manual_seed(0)
         training = self.network.training
         self.network.eval()
         try:
             for batch in self.data_loader:
-                probs = self.network(batch["image"].to(device))
-                sums += soft_confusion(probs, batch["label"].to(device), num_classes, self.loss.ignore_index)
+                probs = self.network(batch["image"].to(device)).float()
+                if self.source == "trusted":
+                    sums += soft_confusion(probs, batch["label"].to(device), num_classes, self.loss.ignore_index)
+                    continue
+                for image_probs in probs.flatten(2).transpose(1, 2).cpu():  # per image: (N, C)
+                    keep = torch.randperm(image_probs.shape[0], generator=generator)[: self.pixels_per_image]
+                    samples.append(image_probs[keep])
         finally:
             self.network.train(training)
+        if self.source == "trusted":
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.all_reduce(sums)
+            if sums.sum() == 0:
+                raise ValueError("the trusted data loader gave no labelled pixel to estimate T_C from")
+            return transition_from_confusion(sums)
+        if not samples:
+            raise ValueError("the data loader gave no image to estimate T_C from")
+        estimate = anchor_transition(torch.cat(samples), self.loss.class_prior.cpu(), self.top_fraction).to(device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(sums)
-        if sums.sum() == 0:
-            raise ValueError("the trusted data loader gave no labelled pixel to estimate T_C from")
-        return transition_from_confusion(sums)
+            torch.distributed.all_reduce(estimate)
+            estimate /= torch.distributed.get_world_size()
+        return estimate
 
     def __call__(self, engine: Engine) -> None:
         t_class = self.estimate()
         self.loss.set_transitions(t_class)
-        rows = "; ".join(", ".join(f"{v:.3f}" for v in row) for row in t_class.tolist())
-        self.logger.info(f"epoch {engine.state.epoch}: T_C estimated on the trusted data: [{rows}]")
+        self.logger.info(f"epoch {engine.state.epoch}: T_C estimated ({self.source}): {format_matrix(t_class)}")
+
+
+def format_matrix(matrix: torch.Tensor) -> str:
+    """A (K, K) matrix on one line, rows separated by ``;``."""
+    return "[" + "; ".join(", ".join(f"{v:.3f}" for v in row) for row in matrix.tolist()) + "]"
 
 
 class CALCStatsHandler(TensorBoardHandler):
@@ -151,6 +235,10 @@ class CALCStatsHandler(TensorBoardHandler):
         summary_writer: a TensorBoard writer to share with other handlers; None creates one in ``log_dir``.
         log_dir: folder of the TensorBoard events when ``summary_writer`` is None.
         class_names: names of the classes on the T_C heat map's axes.
+        reference_transition: the true (C, C) class transition of the training labels, when known (e.g.
+            ``overall["transition"]`` of a ``scripts.make_noisy`` report); the mean row L1 error of the learned
+            ``T_C`` against it is logged as ``T_C_error``.
+        transitions_file: a JSON file rewritten every epoch with the epoch, ``T_C``, ``T_A`` (and ``T_C_error``).
     """
 
     def __init__(
@@ -160,11 +248,18 @@ class CALCStatsHandler(TensorBoardHandler):
         summary_writer: SummaryWriter | None = None,
         log_dir: str = "./runs",
         class_names: list[str] | None = None,
+        reference_transition: Sequence[Sequence[float]] | torch.Tensor | None = None,
+        transitions_file: str | None = None,
     ) -> None:
         super().__init__(summary_writer=summary_writer, log_dir=log_dir)
         self.loss = loss
         self.optimizer = optimizer
         self.class_names = class_names
+        self.reference = None if reference_transition is None else torch.as_tensor(reference_transition).double()
+        size = (loss.num_classes, loss.num_classes)
+        if self.reference is not None and self.reference.shape != size:
+            raise ValueError(f"reference_transition must be {size}, got {tuple(self.reference.shape)}")
+        self.transitions_file = transitions_file
         self._sums: dict[str, float] = defaultdict(float)
         self._count = 0
         self.logger = logging.getLogger(__name__)
@@ -198,9 +293,18 @@ class CALCStatsHandler(TensorBoardHandler):
                     self._writer.add_scalar(f"{tag}/{i}->{j}", value, epoch)
             names = self.class_names if tag == "T_C" else ["different", "same"]
             self._writer.add_figure(f"{tag}/matrix", transition_figure(matrix, tag, names), epoch)
+        record = {"epoch": epoch, "T_C": matrices["T_C"].tolist(), "T_A": matrices["T_A"].tolist()}
+        message = f"epoch {epoch}: T_C {format_matrix(matrices['T_C'])}, T_A {format_matrix(matrices['T_A'])}"
+        if self.reference is not None:
+            record["T_C_error"] = engine.state.metrics["T_C_error"] = transition_error(matrices["T_C"], self.reference)
+            self._writer.add_scalar("T_C_error", record["T_C_error"], epoch)
+            message += f", T_C error {record['T_C_error']:.3f} (mean row L1 to the reference)"
         self._writer.flush()
-        diagonals = {tag: ", ".join(f"{v:.3f}" for v in torch.diagonal(m).tolist()) for tag, m in matrices.items()}
-        self.logger.info(f"epoch {epoch}: T_C diagonal [{diagonals['T_C']}], T_A diagonal [{diagonals['T_A']}]")
+        self.logger.info(message)
+        if self.transitions_file:
+            os.makedirs(os.path.dirname(os.path.abspath(self.transitions_file)), exist_ok=True)
+            with open(self.transitions_file, "w") as f:
+                json.dump(record, f, indent=1)
 
 
 def transition_figure(matrix: torch.Tensor, title: str, names: list[str] | None = None):

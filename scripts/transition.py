@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 
 import torch
@@ -20,72 +22,71 @@ from torch import nn
 __all__ = [
     "NoiseTransition",
     "affinity_transition_from_class",
+    "anchor_transition",
+    "read_transition",
     "soft_confusion",
+    "transition_error",
     "transition_from_confusion",
     "transition_weight",
 ]
 
-_RATIO_CLIP = 1e-4
+_PROB_FLOOR = 1e-4  # entries of an initial transition are floored here before the log
 
 
 def transition_weight(init: float | Sequence[Sequence[float]] | torch.Tensor, num_classes: int) -> torch.Tensor:
     """The (K, K) weight ``W`` of :class:`NoiseTransition` for a scalar ``init`` or an initial transition matrix.
 
     Args:
-        init: a number (every entry of ``W``) or a (K, K) row-stochastic matrix ``T`` with a positive diagonal,
-            giving ``W[i, j] = logit(clip(T[i, j] / T[i, i]))`` off the diagonal (0 on it, where it is unused).
+        init: a number, the off-diagonal entries of ``W`` (its diagonal is 0), or a (K, K) row-stochastic matrix
+            ``T``, giving ``W = log(max(T, 1e-4))`` so that ``softmax(W) ≈ T``.
         num_classes: K.
 
     Raises:
-        ValueError: a matrix of the wrong shape, with negative entries, rows not summing to 1 or a zero diagonal.
+        ValueError: a matrix of the wrong shape, with negative entries or rows not summing to 1.
     """
     matrix = torch.as_tensor(init, dtype=torch.float32)
     if matrix.ndim == 0:
-        return torch.full((num_classes, num_classes), float(matrix))
+        return torch.full((num_classes, num_classes), float(matrix)).fill_diagonal_(0.0)
     if matrix.shape != (num_classes, num_classes):
         raise ValueError(f"an initial transition must be ({num_classes}, {num_classes}), got {tuple(matrix.shape)}")
     if (matrix < 0).any() or not torch.allclose(matrix.sum(dim=1), torch.ones(num_classes), atol=1e-3):
         raise ValueError(f"an initial transition must be non-negative with rows summing to 1, got {matrix.tolist()}")
-    diagonal = torch.diagonal(matrix)
-    if (diagonal <= 0).any():
-        raise ValueError(f"an initial transition needs a positive diagonal, got {diagonal.tolist()}")
-    ratio = (matrix / diagonal[:, None]).clamp(_RATIO_CLIP, 1 - _RATIO_CLIP)
-    return torch.logit(ratio).fill_diagonal_(0.0)
+    return torch.log(matrix.clamp_min(_PROB_FLOOR))
 
 
 class NoiseTransition(nn.Module):
     """A learnable row-stochastic transition matrix, ``T[i, j] = p(noisy = j | clean = i)``.
 
     .. math::
-        T = \\operatorname{rownorm}\\big(I + \\sigma(W) \\odot (1 - I)\\big)
+        T = \\operatorname{softmax}_{\\text{rows}}(W)
 
-    A number ``init`` initialises every entry of ``W``, so the diagonal starts at ``1 / (1 + (K - 1) σ(init))``
-    (0.737 for K = 4 and init = -2, 0.949 for init = -4). A known or estimated (K, K) row-stochastic matrix as
-    ``init`` gives ``W[i, j] = logit(T[i, j] / T[i, i])``, which reproduces it exactly when every off-diagonal
-    entry lies below its row's diagonal (ratios are clipped to [1e-4, 1 - 1e-4]). Used for ``T_C`` (K = C classes)
-    and ``T_A`` (K = 2: 0 = different class, 1 = same class) in the paper.
+    Every positive row-stochastic matrix is reachable, including rows whose off-diagonal entry exceeds the diagonal
+    (a class labelled as its neighbour most of the time). The published ``rownorm(I + σ(W) ⊙ (1 - I))`` cannot
+    represent such a row, since it keeps every off-diagonal entry at or below the diagonal. A number ``init`` sets
+    the off-diagonal entries of ``W`` (its diagonal is 0), so the diagonal starts at ``1 / (1 + (K - 1) e^init)``
+    (0.948 for K = 4 and init = -4); a known or estimated (K, K) matrix as ``init`` gives ``W = log T`` (entries
+    floored at 1e-4), which reproduces it. Used for ``T_C`` (K = C classes) and ``T_A`` (K = 2: 0 = different class,
+    1 = same class) in the paper.
 
     Args:
         num_classes: K, the size of the square matrix (>= 2).
-        init: initial value of every entry of ``W``, or an initial (K, K) transition matrix.
+        init: the off-diagonal value of ``W``, or an initial (K, K) transition matrix.
 
     Example:
         >>> NoiseTransition(4)().sum(dim=1)
         tensor([1., 1., 1., 1.], grad_fn=<SumBackward1>)
     """
 
-    def __init__(self, num_classes: int, init: float | Sequence[Sequence[float]] | torch.Tensor = -2.0) -> None:
+    def __init__(self, num_classes: int, init: float | Sequence[Sequence[float]] | torch.Tensor = -4.0) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.num_classes = num_classes
         self.weight = nn.Parameter(transition_weight(init, num_classes))
-        self.register_buffer("identity", torch.eye(num_classes), persistent=False)
 
     def forward(self) -> torch.Tensor:
-        """Returns the (K, K) row-stochastic matrix."""
-        t = self.identity + torch.sigmoid(self.weight) * (1 - self.identity)
-        return t / t.sum(dim=1, keepdim=True)
+        """Returns the (K, K) row-stochastic matrix, in float32 whatever autocast is on."""
+        return torch.softmax(self.weight.float(), dim=1)
 
 
 def affinity_transition_from_class(t_class: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
@@ -158,3 +159,65 @@ def transition_from_confusion(sums: torch.Tensor) -> torch.Tensor:
     totals = sums.sum(dim=1, keepdim=True)
     identity = torch.eye(sums.shape[0], dtype=sums.dtype, device=sums.device)
     return torch.where(totals > 0, sums / totals.clamp_min(1e-12), identity).float()
+
+
+def anchor_transition(probs: torch.Tensor, prior: torch.Tensor, top_fraction: float = 0.1) -> torch.Tensor:
+    """Anchor-point estimate of ``T_C`` from the posteriors of a network trained on the noisy labels.
+
+    A network fitted to noisy labels predicts ``p(ỹ | x) = p(y | x) T_C``; at an anchor pixel of clean class ``i``
+    (``p(y = i | x) ≈ 1``) it predicts the row ``T_C[i]`` (Patrini et al., "Making deep neural networks robust to
+    label noise: a loss correction approach", CVPR 2017). The pixels most likely to be anchors of class ``i`` are
+    those with the largest predicted ``p(ỹ = i | x)``: row ``i`` is the mean posterior of the top ``top_fraction``
+    of the pixels expected to carry noisy label ``i`` (``k_i = top_fraction · prior_i · M``, at least 1), which
+    stays an anchor for a small class and averages out single over-confident pixels. Unlike an argmax rule it also
+    recovers a row whose off-diagonal entry is the largest (a class labelled as its neighbour most of the time).
+
+    Args:
+        probs: (M, C) class posteriors of M pixels (any subsample of the training pixels).
+        prior: (C,) class frequencies of the noisy training labels.
+        top_fraction: share of each class's expected pixels averaged into its row, in (0, 1].
+
+    Returns:
+        (C, C) float32 row-stochastic estimate, rows clean, columns noisy.
+    """
+    if probs.ndim != 2 or prior.shape != probs.shape[1:]:
+        raise ValueError(f"expected (M, C) probs and a (C,) prior, got {tuple(probs.shape)} and {tuple(prior.shape)}")
+    if not 0 < top_fraction <= 1:
+        raise ValueError(f"top_fraction must lie in (0, 1], got {top_fraction}")
+    probs = probs.detach().double()
+    prior = prior.to(probs) / prior.sum()
+    rows = []
+    for i in range(probs.shape[1]):
+        k = int(min(probs.shape[0], max(1, round(top_fraction * float(prior[i]) * probs.shape[0]))))
+        rows.append(probs[probs[:, i].topk(k).indices].mean(dim=0))
+    estimate = torch.stack(rows)
+    return (estimate / estimate.sum(dim=1, keepdim=True)).float()
+
+
+def transition_error(estimate: torch.Tensor, reference: torch.Tensor) -> float:
+    """Mean row L1 distance ``mean_i Σ_j |T̂[i, j] - T[i, j]|`` between two (C, C) transitions (0 to 2)."""
+    reference = torch.as_tensor(reference, dtype=torch.float64)
+    return float((estimate.detach().double().cpu() - reference).abs().sum(dim=1).mean())
+
+
+def read_transition(value: str | Sequence[Sequence[float]] | None) -> torch.Tensor | None:
+    """A reference (C, C) class transition from a matrix, from a ``scripts.make_noisy`` report
+    (``noise_report.json``: its ``overall["transition"]``) or from a JSON file holding the matrix; None stays None.
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        ValueError: a JSON file that holds no matrix.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        if not os.path.isfile(value):
+            raise FileNotFoundError(f"reference_transition: no file '{value}'")
+        with open(value) as f:
+            content = json.load(f)
+        if isinstance(content, dict):
+            content = content.get("overall", {}).get("transition")
+        if not isinstance(content, list):
+            raise ValueError(f"reference_transition: '{value}' holds no matrix (nor a make_noisy report's)")
+        value = content
+    return torch.as_tensor(value, dtype=torch.float32)
