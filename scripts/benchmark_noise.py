@@ -12,7 +12,7 @@
 
 Usage::
 
-    python -m scripts.benchmark_noise --quick            # 1 seed, ellipse and asymmetric noise: ~20 min on 2 CPUs
+    python -m scripts.benchmark_noise --quick            # 1 seed, confusion and symmetric noise
     python -m scripts.benchmark_noise                    # 3 seeds, all four noise modes: ~2 h on 2 CPUs
     python -m scripts.benchmark_noise --datalist my/datalist.json --num_classes 3 --override image_size=[96,96,96]
 
@@ -44,13 +44,18 @@ import time
 from pathlib import Path
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
-MODES = {  # noise mode -> arguments of scripts.make_noisy.make_noisy
-    "ellipse": {},
-    "morph": {"radius": (2, 6)},
-    "symmetric": {"rate": 0.5},
-    "asymmetric": {"rate": 0.5},
+MODES = {  # benchmark noise mode -> arguments of scripts.make_noisy.make_noisy
+    "ellipse": {"mode": "ellipse"},
+    "morph": {"mode": "morph", "radius": (2, 6)},
+    "symmetric": {"mode": "symmetric", "rate": 0.5},
+    "pairflip": {"mode": "asymmetric", "rate": 0.4},  # c -> c + 1 at 40 %: identifiable, majority label right
+    "confusion": {"mode": "asymmetric", "class_map": (0, 1, 1, 3), "rate": 0.6},  # wrist labelled shaft 60 %
+    "cyclic50": {"mode": "asymmetric", "rate": 0.5},  # stress mode: singular T, no method can identify it
 }
+QUICK_MODES = ["confusion", "symmetric"]
+DEFAULT_MODES = ["ellipse", "morph", "symmetric", "pairflip", "confusion"]
 TRUSTED = "JCAS, T_C from trusted labels (ours)"  # T_C estimated on the clean validation split at the switch
+FROM_IDENTITY = "JCAS, T_C learned from the identity"  # no estimate at the switch: the published schedule
 NO_AFFINITY = {"use_dar": False, "lambda_affinity": 0.0, "lambda_consistency": 0.0}
 METHODS = {  # method -> train.json overrides; warmup_epochs None: no correction stage; NO_AFFINITY ones use --lr_ce
     "CE (clean labels)": {**NO_AFFINITY, "warmup_epochs": None},
@@ -59,10 +64,11 @@ METHODS = {  # method -> train.json overrides; warmup_epochs None: no correction
     "DAR + L_A, no correction": {"warmup_epochs": None},
     "JCAS": {},
     "JCAS without L_A": {"lambda_affinity": 0.0},
-    TRUSTED: {"trusted_transition": True},
+    FROM_IDENTITY: {"transition_estimate": "none"},
+    TRUSTED: {"transition_estimate": "trusted"},
 }
 CLEAN, NOISY_CE = "CE (clean labels)", "CE"
-EXTRA_METHODS = ("JCAS without L_A",)  # ablations run only when named in --methods
+EXTRA_METHODS = ("JCAS without L_A", FROM_IDENTITY, TRUSTED)  # ablations run only when named in --methods
 
 
 def _cli_value(value) -> str:
@@ -116,6 +122,14 @@ def read_scores(eval_dir: Path) -> dict[str, float]:
     return scores
 
 
+def best_validation_dice(log: Path) -> float:
+    """The best validation mean Dice of a training run, from the last "best value" line of its log."""
+    best = [line for line in log.read_text().splitlines() if "val_mean_dice best value:" in line]
+    if not best:
+        raise RuntimeError(f"{log}: no validation result in the training log")
+    return float(best[-1].split("best value:")[1].split()[0])
+
+
 def prepare_datalists(args: argparse.Namespace, work: Path) -> tuple[Path, dict[str, Path]]:
     """The clean datalist (training labels replaced by the clean ones) and one noisy datalist per mode."""
     from scripts.make_noisy import make_noisy
@@ -130,7 +144,7 @@ def prepare_datalists(args: argparse.Namespace, work: Path) -> tuple[Path, dict[
     for mode in args.modes:
         out = work / "data" / mode
         if not (out / "datalist.json").is_file():
-            make_noisy(source, out, mode, num_classes=args.num_classes, seed=args.noise_seed, **MODES[mode])
+            make_noisy(source, out, num_classes=args.num_classes, seed=args.noise_seed, **MODES[mode])
         noisy[mode] = out / "datalist.json"
     content = json.loads(noisy[args.modes[0]].read_text())  # absolute paths, with the clean label kept
     for entry in content["training"]:
@@ -157,6 +171,8 @@ def run_plan(args, method: str, mode: str | None, seed: int, datalist: Path, wor
         "progress_bar": False,
         **args.override,
     }
+    if mode is not None:  # the training log and transitions.json report T_C's error against the true transition
+        overrides["reference_transition"] = datalist.parent / "noise_report.json"
     if not METHODS[method].get("use_dar", True):  # cross-entropy's gradient is about half of JCAS's two class terms
         overrides["learning_rate"] = args.lr_ce
     for key, value in METHODS[method].items():
@@ -171,15 +187,23 @@ def run_one(args, method: str, mode: str | None, seed: int, datalist: Path, work
     result_file = run_dir / "result.json"
     if result_file.is_file():
         result = json.loads(result_file.read_text())
-        if result.get("settings") == settings:
+        if result.get("settings") == settings and (args.tune or "mdice" in result):
             return result
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     bundle_run(["train.json"], overrides, run_dir / "train.log")
     train_s = time.perf_counter() - start
-    bundle_run(["train.json", "evaluate.json"], overrides, run_dir / "evaluate.log")
     result = {"method": method, "mode": mode or "clean", "seed": seed, "train_s": round(train_s, 1)}
-    result.update(read_scores(run_dir / "eval"))
+    result["val_mdice"] = best_validation_dice(run_dir / "train.log")
+    if not args.tune:  # tuning runs never see the test split
+        bundle_run(["train.json", "evaluate.json"], overrides, run_dir / "evaluate.log")
+        result.update(read_scores(run_dir / "eval"))
+    transitions = run_dir / "eval" / "transitions.json"
+    if transitions.is_file() and overrides.get("warmup_epochs", 0) < overrides["max_epochs"]:  # a correction ran
+        learned = json.loads(transitions.read_text())
+        result["t_class"] = learned["T_C"]
+        if "T_C_error" in learned:
+            result["t_class_error"] = learned["T_C_error"]
     result["settings"] = settings
     result_file.write_text(json.dumps(result, indent=1))
     return result
@@ -215,6 +239,27 @@ def summarise(results: list[dict], modes: list[str], methods: list[str]) -> tupl
             cells.append(f"{100 * (dice - ce['mdice'][0]) / gap:.0f} %" if ce and up and abs(gap) > 1e-6 else "-")
         rows.append(f"| {method} | " + " | ".join(cells) + " |")
     return rows, summary
+
+
+def tuning_rows(results: list[dict], modes: list[str], methods: list[str]) -> list[str]:
+    """Markdown rows of the best validation mDice (and the learned T_C's error) per method and mode."""
+    rows = [
+        "| method | " + " | ".join(f"{mode}: val mDice | T_C error" for mode in modes) + " |",
+        "|---|" + "---|---|" * len(modes),
+    ]
+    for method in methods:
+        cells = []
+        for mode in modes:
+            runs = [r for r in results if r["method"] == method and r["mode"] in (mode, "clean")]
+            if not runs:
+                cells += ["-", "-"]
+                continue
+            dice, dice_sd = _mean_std([r["val_mdice"] for r in runs])
+            errors = [r["t_class_error"] for r in runs if "t_class_error" in r]
+            cells.append(f"{100 * dice:.1f} ± {100 * dice_sd:.1f}")
+            cells.append(f"{statistics.fmean(errors):.3f}" if errors else "-")
+        rows.append(f"| {method} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def target_check(summary: dict, modes: list[str], method: str = "JCAS") -> list[str]:
@@ -265,12 +310,15 @@ def plot(summary: dict, modes: list[str], methods: list[str], path: Path) -> Non
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="1 seed, the ellipse and asymmetric modes: about 20 min on 2 CPU cores"
-    )
+    parser.add_argument("--quick", action="store_true", help=f"1 seed, the {' and '.join(QUICK_MODES)} modes")
     parser.add_argument("--datalist", help="clean decathlon datalist (default: the demo data, made without noise)")
     parser.add_argument("--num_classes", type=int, default=4)
-    parser.add_argument("--modes", nargs="+", choices=list(MODES), help="noise modes (default all; --quick: 2)")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=list(MODES),
+        help=f"noise modes (default {' '.join(DEFAULT_MODES)}; cyclic50 is a stress mode)",
+    )
     parser.add_argument(
         "--methods", nargs="+", default=[m for m in METHODS if m not in EXTRA_METHODS], choices=list(METHODS)
     )
@@ -280,13 +328,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--lr_ce", type=float, default=0.05, help="learning_rate of the methods without DAR (train.json's for the rest)"
     )
+    parser.add_argument("--tune", action="store_true", help="validation only: train, never evaluate on test")
+    parser.add_argument("--tag", default="runs", help="name of the --tune output (noise_tuning_TAG.md)")
     parser.add_argument("--noise_seed", type=int, default=0, help="seed of the label corruption")
     parser.add_argument("--override", nargs="*", default=[], help="more train.json overrides, key=value (JSON value)")
     parser.add_argument("--work", default=str(BUNDLE_ROOT / "runs" / "benchmark_noise"), help="data, runs, logs")
     parser.add_argument("--out", default=str(BUNDLE_ROOT / "docs" / "benchmarks"), help="folder of the results")
     args = parser.parse_args(argv)
     args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-    args.modes = args.modes or (["ellipse", "asymmetric"] if args.quick else list(MODES))
+    args.modes = args.modes or (QUICK_MODES if args.quick else DEFAULT_MODES)
     parsed = {}
     for item in args.override:
         key, _, value = item.partition("=")
@@ -316,37 +366,52 @@ def main(argv: list[str] | None = None) -> None:
         for method, mode in jobs:
             result = run_one(args, method, mode, seed, clean if mode is None else noisy[mode], work)
             results.append(result)
+            scores = "" if args.tune else f" | test mDice {100 * result['mdice']:.1f}"
+            error = f" | T_C error {result['t_class_error']:.3f}" if "t_class_error" in result else ""
             print(
-                f"{result['mode']:>10} | {method:<38} | seed {seed} | mDice {100 * result['mdice']:.1f} "
-                f"| mJac {100 * result['mjaccard']:.1f} | train {result['train_s']:.0f} s",
+                f"{result['mode']:>10} | {method:<38} | seed {seed} | val mDice {100 * result['val_mdice']:.1f}"
+                f"{scores}{error} | train {result['train_s']:.0f} s",
                 flush=True,
             )
     elapsed = time.perf_counter() - start
-    rows, summary = summarise(results, args.modes, args.methods)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"noise_benchmark_{name}"
+    stem = out / (f"noise_tuning_{args.tag}" if args.tune else f"noise_benchmark_{name}")
     with open(f"{stem}.csv", "w", newline="") as f:
         rows_csv = [{k: v for k, v in r.items() if k != "settings"} for r in results]
         writer = csv.DictWriter(f, fieldnames=sorted({k for r in rows_csv for k in r}, key=lambda k: (k[0] != "m", k)))
         writer.writeheader()
         writer.writerows(rows_csv)
-    plot(summary, args.modes, args.methods, Path(f"{stem}.png"))
     command = shlex.join(["python", "-m", "scripts.benchmark_noise", *(argv if argv is not None else sys.argv[1:])])
     header = [
-        f"# Noise robustness benchmark ({name})",
+        f"# Noise robustness {'tuning on the validation split' if args.tune else 'benchmark'} ({name})",
         "",
         f"`{command}`: {len(args.seeds)} seed(s) {args.seeds}, {args.epochs} epochs ({args.warmup} warm-up for the",
-        "corrected methods), test split with clean labels, scores in % (mean ± std over seeds). Training time of",
-        f"the {len(results)} runs: {sum(r['train_s'] for r in results) / 60:.1f} min; wall time of this invocation:",
-        f"{elapsed / 60:.1f} min (it reuses finished runs).",
-        '"gap closed" is (method − CE) / (clean CE − CE) on mDice.',
+        f"corrected methods), overrides {args.override or 'none'}. Training time of the {len(results)} runs:",
+        f"{sum(r['train_s'] for r in results) / 60:.1f} min; wall time of this invocation: {elapsed / 60:.1f} min",
+        "(it reuses finished runs). T_C error: mean row L1 distance of the learned T_C to the empirical transition",
+        "of the noisy training labels (scripts.make_noisy's report), 0 to 2.",
         "",
     ]
-    text = "\n".join(header + rows + [""] + target_check(summary, args.modes)) + "\n"
+    if args.tune:
+        text = "\n".join(header + ["Best validation mDice (%), model selection's own number; no test run.", ""])
+        text += "\n".join(tuning_rows(results, args.modes, args.methods)) + "\n"
+    else:
+        rows, summary = summarise(results, args.modes, args.methods)
+        plot(summary, args.modes, args.methods, Path(f"{stem}.png"))
+        header += [
+            "Test split with clean labels, scores in % (mean ± std over seeds); "
+            '"gap closed" is (method − CE) / (clean CE − CE) on mDice.',
+            "",
+        ]
+        text = "\n".join(header + rows + [""] + target_check(summary, args.modes) + [""])
+        text += "\n".join(
+            ["Validation (model selection) and learned T_C:", ""] + tuning_rows(results, args.modes, args.methods)
+        )
+        text += "\n"
     Path(f"{stem}.md").write_text(text)
     print(text)
-    print(f"written: {stem}.md, {stem}.csv, {stem}.png")
+    print(f"written: {stem}.md, {stem}.csv" + ("" if args.tune else f", {stem}.png"))
 
 
 if __name__ == "__main__":

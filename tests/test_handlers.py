@@ -10,6 +10,7 @@
 # limitations under the License.
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -18,9 +19,15 @@ import torch
 from ignite.engine import Engine, Events
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from scripts.handlers import CALCStageHandler, CALCStatsHandler, TrustedTransitionHandler, latest_checkpoint
+from scripts.handlers import (
+    CALCStageHandler,
+    CALCStatsHandler,
+    TransitionEstimateHandler,
+    TransitionOptimizerHandler,
+    latest_checkpoint,
+)
 from scripts.losses import CALCLoss
-from scripts.transition import affinity_transition_from_class
+from scripts.transition import affinity_transition_from_class, transition_error
 
 
 def loss_engine(loss: CALCLoss, stages: list[bool] | None = None) -> Engine:
@@ -117,7 +124,7 @@ def test_trusted_transition_handler_sets_the_estimate_once():
     batch = {"image": labels.clamp(max=2).float(), "label": labels}
     loss = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2]), ignore_index=255)
     network = FixedProbabilities(table).train()
-    handler = TrustedTransitionHandler(loss, network, [batch], warmup_epochs=2)
+    handler = TransitionEstimateHandler(loss, network, [batch], warmup_epochs=2, source="trusted")
     torch.testing.assert_close(handler.estimate(), table)
     assert network.training  # restored after the estimate
 
@@ -137,6 +144,80 @@ def test_trusted_transition_handler_sets_the_estimate_once():
 def test_trusted_transition_handler_needs_labelled_pixels():
     loss = CALCLoss(2, lambda_consistency=0.0, ignore_index=255)
     batch = {"image": torch.zeros(1, 1, 2, 2), "label": torch.full((1, 1, 2, 2), 255)}
-    handler = TrustedTransitionHandler(loss, FixedProbabilities(torch.eye(2)), [batch], warmup_epochs=0)
+    handler = TransitionEstimateHandler(loss, FixedProbabilities(torch.eye(2)), [batch], 0, source="trusted")
     with pytest.raises(ValueError, match="no labelled pixel"):
         handler.estimate()
+
+
+def test_anchor_estimate_recovers_the_rows_of_a_noisy_posterior():
+    # a network fitted to noisy labels predicts T[i] at pixels of clean class i; class 2 is mostly labelled 1
+    table = torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.0, 0.6, 0.4]])
+    classes = torch.tensor([0] * 60 + [1] * 25 + [2] * 15).reshape(1, 1, 10, 10)
+    loss = CALCLoss(3, torch.tensor([0.6, 0.25, 0.15]))
+    handler = TransitionEstimateHandler(loss, FixedProbabilities(table), [{"image": classes.float()}], 2)
+    torch.testing.assert_close(handler.estimate(), table)
+
+
+def test_estimate_handler_bad_source():
+    with pytest.raises(ValueError, match="'anchor' or 'trusted'"):
+        TransitionEstimateHandler(CALCLoss(2, lambda_consistency=0.0), torch.nn.Identity(), [], 0, source="oracle")
+
+
+def test_transition_optimizer_steps_only_in_correction():
+    from monai.engines import SupervisedTrainer
+    from monai.networks.nets import UNet
+
+    from scripts.network import JCASNet
+
+    torch.manual_seed(0)
+    network = JCASNet(UNet(2, 1, 8, (8, 16), (2,)), 8, num_classes=3, affinity_grid=4)
+    loss = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2]))
+    transition_optimizer = torch.optim.Adam(loss.parameters(), lr=0.05)
+    image = torch.rand(2, 1, 16, 16)
+    data = [{"image": image, "label": (image * 3).long().clamp(max=2)}] * 3
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=1,
+        train_data_loader=data,
+        network=network,
+        optimizer=torch.optim.SGD(network.parameters(), lr=0.01),
+        loss_function=loss,
+        decollate=False,
+    )
+    TransitionOptimizerHandler(loss, transition_optimizer).attach(trainer)
+    start = loss.t_class().detach().clone()
+    trainer.run()  # warm-up: T_C is not used, nothing moves
+    torch.testing.assert_close(loss.t_class().detach(), start)
+    loss.correction = True
+    trainer.state.max_epochs = 2
+    trainer.run()
+    moved = (loss.t_class().detach() - start).abs().max()
+    assert moved > 0.01  # three Adam steps at 0.05 on W
+    assert all(p.grad is None for p in loss.parameters())  # cleared after each step
+    assert transition_optimizer.state_dict()["state"][0]["step"] == 3
+
+
+def test_transition_optimizer_must_own_the_transitions():
+    loss = CALCLoss(3, lambda_consistency=0.0)
+    with pytest.raises(ValueError, match="exactly the loss's parameters"):
+        TransitionOptimizerHandler(loss, torch.optim.Adam([loss.t_class.weight], lr=0.1))
+
+
+def test_stats_handler_reports_the_error_against_a_reference(tmp_path):
+    loss = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2]), correction=True)
+    reference = torch.tensor([[0.8, 0.1, 0.1], [0.0, 1.0, 0.0], [0.0, 0.5, 0.5]])
+    engine = loss_engine(loss)
+    out = tmp_path / "transitions.json"
+    CALCStatsHandler(loss, log_dir=str(tmp_path), reference_transition=reference, transitions_file=str(out)).attach(
+        engine
+    )
+    engine.run(range(2), max_epochs=1)
+    t_class = loss.t_class().detach()
+    expected = float((t_class - reference).abs().sum(dim=1).mean())
+    assert engine.state.metrics["T_C_error"] == pytest.approx(expected, rel=1e-5)
+    assert transition_error(t_class, reference) == pytest.approx(expected, rel=1e-5)
+    record = json.loads(out.read_text())
+    assert record["epoch"] == 1 and record["T_C_error"] == pytest.approx(expected, rel=1e-5)
+    torch.testing.assert_close(torch.tensor(record["T_C"]), t_class)
+    with pytest.raises(ValueError, match="reference_transition must be"):
+        CALCStatsHandler(loss, log_dir=str(tmp_path), reference_transition=torch.eye(2))

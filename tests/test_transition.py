@@ -10,18 +10,26 @@
 # limitations under the License.
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from scripts.benchmark_transition import DEMO_PRIOR, learn_transition, noise_matrix, synthetic_posteriors
 from scripts.transition import (
     NoiseTransition,
     affinity_transition_from_class,
+    anchor_transition,
+    read_transition,
     soft_confusion,
+    transition_error,
     transition_from_confusion,
     transition_weight,
 )
+
+BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("num_classes", [2, 3, 4, 7])
@@ -29,11 +37,10 @@ def test_rows_sum_to_one_and_default_diagonal(num_classes):
     t = NoiseTransition(num_classes)()
     assert t.shape == (num_classes, num_classes)
     torch.testing.assert_close(t.sum(dim=1), torch.ones(num_classes))
-    off = 1 / (1 + math.exp(2.0))  # sigmoid(-2)
-    expected_diag = 1 / (1 + (num_classes - 1) * off)
+    expected_diag = 1 / (1 + (num_classes - 1) * math.exp(-4.0))  # softmax of a row [0, -4, -4, ...]
     torch.testing.assert_close(torch.diagonal(t), torch.full((num_classes,), expected_diag))
     if num_classes == 4:
-        assert abs(expected_diag - 0.7366) < 1e-4  # the value the method states
+        assert abs(expected_diag - 0.9479) < 1e-4
 
 
 def test_rows_stay_stochastic_after_training_steps():
@@ -116,13 +123,15 @@ def test_bad_arguments(t_class, prior, match):
 def test_matrix_init_reproduces_a_known_transition():
     known = torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.0, 0.3, 0.7]])
     t = NoiseTransition(3, known.tolist())()
-    # exact except the zero entry, clipped to 1e-4 of its diagonal: 0.7 * 1e-4 / (1 + 1e-4)
-    expected = torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [7e-5, 0.3, 0.7 - 7e-5]])
-    torch.testing.assert_close(t.detach(), expected, atol=1e-6, rtol=1e-4)
-    # a 50/50 row (off-diagonal equal to the diagonal) is reached up to the clip
-    torch.testing.assert_close(
-        NoiseTransition(2, [[0.5, 0.5], [0.0, 1.0]])().detach()[0], torch.tensor([0.5, 0.5]), atol=1e-4, rtol=0
-    )
+    # exact except the zero entry, floored at 1e-4 before the log: row 2 is [1e-4, 0.3, 0.7] / 1.0001
+    expected = torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [1e-4, 0.3, 0.7]]) / torch.tensor([[1], [1], [1.0001]])
+    torch.testing.assert_close(t.detach(), expected, atol=1e-6, rtol=1e-5)
+
+
+def test_rows_whose_off_diagonal_exceeds_the_diagonal_are_reachable():
+    # systematic confusion: class 1 labelled 0 60 % of the time; the published sigmoid form caps 0.6 at the diagonal
+    known = torch.tensor([[1.0, 0.0], [0.6, 0.4]])
+    torch.testing.assert_close(NoiseTransition(2, known)().detach(), known, atol=2e-4, rtol=0)
 
 
 @pytest.mark.parametrize(
@@ -131,12 +140,60 @@ def test_matrix_init_reproduces_a_known_transition():
         ([[0.5, 0.5]], "must be"),
         ([[0.5, 0.6], [0.1, 0.9]], "rows summing to 1"),
         ([[1.2, -0.2], [0.1, 0.9]], "non-negative"),
-        ([[0.0, 1.0], [0.1, 0.9]], "positive diagonal"),
     ],
 )
 def test_matrix_init_bad_values(init, match):
     with pytest.raises(ValueError, match=match):
         transition_weight(init, 2)
+
+
+def test_anchor_transition_hand_value():
+    # 6 pixels, prior (0.5, 0.5), top_fraction 1/3: k = 1 pixel per class, the one with the largest p_i
+    probs = torch.tensor([[0.9, 0.1], [0.7, 0.3], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7], [0.45, 0.55]])
+    estimate = anchor_transition(probs, torch.tensor([0.5, 0.5]), top_fraction=1 / 3)
+    torch.testing.assert_close(estimate, torch.tensor([[0.9, 0.1], [0.2, 0.8]]))
+    # top_fraction 2/3: k = 2, the mean of the two most likely pixels of each class
+    estimate = anchor_transition(probs, torch.tensor([0.5, 0.5]), top_fraction=2 / 3)
+    torch.testing.assert_close(estimate, torch.tensor([[0.8, 0.2], [0.25, 0.75]]))
+
+
+def test_anchor_transition_bad_arguments():
+    with pytest.raises(ValueError, match="top_fraction"):
+        anchor_transition(torch.rand(4, 2), torch.ones(2), top_fraction=0.0)
+    with pytest.raises(ValueError, match="expected"):
+        anchor_transition(torch.rand(4, 2), torch.ones(3))
+
+
+@pytest.mark.parametrize("mode", ["symmetric 50 %", "pair-flip 40 %", "confusion 60 % (class 2 as 1)"])
+@pytest.mark.parametrize("prior", [(0.25, 0.25, 0.25, 0.25), DEMO_PRIOR])
+def test_default_settings_recover_a_known_transition(mode, prior):
+    """train.json's transition_init, transition_lr (Adam) and lambda_volume learn a known T_C with the network
+    fixed at calibrated clean posteriors (the controlled experiment of scripts.benchmark_transition, smaller)."""
+    config = json.loads((BUNDLE_ROOT / "configs" / "train.json").read_text())
+    t_true = noise_matrix(mode)
+    logits, noisy = synthetic_posteriors(torch.tensor(prior), t_true, pixels=4096)
+    start = NoiseTransition(4, config["transition_init"])().detach()
+    learned = learn_transition(
+        logits, noisy, config["transition_init"], config["transition_lr"], config["lambda_volume"], steps=400
+    )
+    assert transition_error(start, t_true) > 0.3
+    assert transition_error(learned, t_true) < 0.1
+    noisy_probs = torch.softmax(logits[0].T, dim=1) @ t_true
+    assert transition_error(anchor_transition(noisy_probs, torch.bincount(noisy[0], minlength=4).float()), t_true) < 0.1
+
+
+def test_read_transition(tmp_path):
+    matrix = [[0.9, 0.1], [0.2, 0.8]]
+    assert read_transition(None) is None
+    torch.testing.assert_close(read_transition(matrix), torch.tensor(matrix))
+    report = tmp_path / "noise_report.json"
+    report.write_text(json.dumps({"overall": {"transition": matrix}}))
+    torch.testing.assert_close(read_transition(str(report)), torch.tensor(matrix))
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(ValueError, match="holds no matrix"):
+        read_transition(str(tmp_path / "other.json"))
+    with pytest.raises(FileNotFoundError, match="reference_transition"):
+        read_transition(str(tmp_path / "missing.json"))
 
 
 def test_soft_confusion_hand_value():
