@@ -18,15 +18,33 @@ Labels keep their format and geometry: NIfTI (nibabel: affine, header, on-disk d
 orientation, mode and palette). A DICOM label (a ``.dcm`` file or a series folder, read with ITK) is written as
 NIfTI with its RAS affine. Each case gets its own seed from (``--seed``, split, index), so a case's noise does not
 depend on which splits are processed.
+
+Class-conditional noise with per-class rates or an explicit transition (rows clean, columns noisy), e.g. wrist (2)
+labelled shaft (1) in 60 % of its pixels::
+
+    python -m scripts.make_noisy --datalist data/datalist.json --out data/noisy_wrist --mode asymmetric \\
+        --class_map 0 1 1 3 --rate 0 0 0.6 0
+    python -m scripts.make_noisy --datalist data/datalist.json --out data/noisy_wrist --mode transition \\
+        --transition "[[1, 0, 0, 0], [0, 1, 0, 0], [0, 0.6, 0.4, 0], [0, 0, 0, 1]]"
+
+The report (noise_report.json) holds the pixel and affinity noise rates and the empirical class transition of the
+corrupted splits (``overall["transition"]``, from the pooled counts ``overall["confusion"]``), next to the expected
+one of a class-conditional mode (``settings["transition_expected"]``).
+
+No input is ever modified: the output folder must not be, contain or lie inside the datalist's folder or the folder
+of any image or label it references, and no output file may resolve (through symlinks) to an input. A non-empty
+output folder is refused unless ``--overwrite`` is given. All of this is checked before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from os.path import exists, isabs
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +53,16 @@ import numpy as np
 from monai.data import load_decathlon_datalist
 from PIL import Image
 
-from scripts.noise import NOISE_MODES, SimulateLabelNoise, check_label_values
-from scripts.noise_rates import noise_rates
+from scripts.noise import (
+    CLASS_CONDITIONAL_MODES,
+    NOISE_MODES,
+    SimulateLabelNoise,
+    check_label_values,
+    noise_transition_matrix,
+)
+from scripts.noise_rates import empirical_transition, noise_rates
 
-__all__ = ["LabelFile", "main", "make_noisy", "read_label", "write_label"]
+__all__ = ["LabelFile", "check_output_folder", "main", "make_noisy", "read_label", "write_label"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 PNG_MODES = ("1", "L", "P", "I", "I;16")
@@ -63,22 +87,32 @@ def _squeeze(array: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
     return array, shape
 
 
+def _label_kind(path: Path) -> str | None:
+    """The label format from the name of ``path``: nifti, png or dicom (a ``.dcm`` file or a folder), else None."""
+    name = path.name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        return "nifti"
+    if name.endswith(".png"):
+        return "png"
+    return "dicom" if path.is_dir() or name.endswith(".dcm") else None
+
+
 def read_label(path: Path) -> LabelFile:
     """Read a NIfTI, PNG or DICOM label; raise ``FileNotFoundError``/``ValueError`` naming ``path``."""
     if not path.exists():
         raise FileNotFoundError(f"label file {path} not found")
-    name = path.name.lower()
-    if name.endswith(NIFTI_SUFFIXES):
+    kind = _label_kind(path)
+    if kind == "nifti":
         img = nib.load(path)
         return LabelFile(path, "nifti", *_squeeze(np.asanyarray(img.dataobj)), {"image": img})
-    if name.endswith(".png"):
+    if kind == "png":
         with Image.open(path) as img:
             if img.mode not in PNG_MODES:
                 raise ValueError(f"label {path}: expected a class-index PNG (mode {PNG_MODES}), got mode {img.mode}")
             extra = {"mode": img.mode, "palette": img.getpalette() if img.mode == "P" else None, "info": img.info}
             array = np.array(img)
             return LabelFile(path, "png", array, array.shape, extra)
-    if path.is_dir() or name.endswith(".dcm"):
+    if kind == "dicom":
         from monai.transforms import LoadImage  # ITK reader only needed for DICOM
 
         img = LoadImage(reader="ITKReader", image_only=True, dtype=None)(str(path))
@@ -106,9 +140,14 @@ def write_label(label: LabelFile, noisy: np.ndarray, dst: Path) -> Path:
         transparency = label.extra["info"].get("transparency")
         img.save(dst, **({} if transparency is None else {"transparency": transparency}))
     else:
-        dst = dst.with_name(dst.name + ".nii.gz")
+        dst = _nifti_name(dst)
         nib.save(nib.Nifti1Image(noisy.reshape(label.shape).astype(label.array.dtype), label.extra["affine"]), dst)
     return dst
+
+
+def _nifti_name(dst: Path) -> Path:
+    """Where a DICOM label planned at ``dst`` is written: ``dst`` with the suffix ``.nii.gz`` added."""
+    return dst.with_name(dst.name + ".nii.gz")
 
 
 def _case_seed(seed: int, split: str, index: int) -> int:
@@ -124,35 +163,126 @@ def _noisy_path(out_dir: Path, base_dir: Path, split: str, index: int, label_pat
         return out_dir / split / "external" / f"{index:05d}_{label_path.name}"
 
 
+def _relation(path: Path, folder: Path) -> str | None:
+    """How the resolved folder ``path`` meets the resolved ``folder``: "is", "contains", "lies inside" or None."""
+    if path == folder:
+        return "is"
+    if path in folder.parents:
+        return "contains"
+    return "lies inside" if folder in path.parents else None
+
+
+def _referenced_paths(entries: Sequence[dict[str, Any]]) -> list[Path]:
+    """Every file a resolved datalist split references: its images and labels, and other values naming a file."""
+    paths = []
+    for entry in entries:
+        for key, value in entry.items():
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str) and (key in ("image", "label") or (isabs(item) and exists(item))):
+                    paths.append(Path(item))
+    return paths
+
+
+def check_output_folder(
+    out_dir: str | Path,
+    datalist: str | Path,
+    inputs: Sequence[str | Path],
+    outputs: Sequence[str | Path] = (),
+    overwrite: bool = False,
+) -> None:
+    """Refuse an output that could modify the input data; call before writing anything.
+
+    All paths are compared resolved (symlinks followed). The input folders are the datalist's folder and the folder
+    of every input file.
+
+    Args:
+        out_dir: output folder.
+        datalist: the input datalist file.
+        inputs: the files the datalist references (images, labels).
+        outputs: the files that will be written (inside ``out_dir``, possibly through symlinks).
+        overwrite: allow an existing non-empty ``out_dir``.
+
+    Raises:
+        ValueError: naming the paths, when ``out_dir`` is, contains or lies inside an input folder; when an output
+            resolves to an input file or into an input folder; when ``out_dir`` is a file; when ``out_dir`` is not
+            empty and ``overwrite`` is false.
+    """
+    out_dir, datalist = Path(out_dir), Path(datalist)
+    out_resolved = out_dir.resolve()
+    files = {Path(p).resolve() for p in [datalist, *inputs]}
+    folders = sorted({f.parent for f in files})
+    relations = [(relation, folder) for folder in folders if (relation := _relation(out_resolved, folder))]
+    if relations:  # name the closest: the folder it is, else the deepest folder it lies inside, else one it contains
+        order = {"is": 0, "lies inside": 1, "contains": 2}
+        relation, folder = min(relations, key=lambda r: (order[r[0]], -len(r[1].parts) if r[0] == "lies inside" else 0))
+        raise ValueError(
+            f"output folder {out_dir} (resolved {out_resolved}) {relation} the input folder {folder} of datalist "
+            f"{datalist}: refusing to write there, the input data must never be modified; choose an output "
+            "folder outside the input data"
+        )
+    for output in outputs:
+        resolved = Path(output).resolve()
+        if resolved in files or any(folder in resolved.parents for folder in folders):
+            what = "the input file" if resolved in files else "the input data of datalist"
+            target = resolved if resolved in files else datalist
+            raise ValueError(
+                f"output {output} resolves to {resolved}, {what} {target}: refusing to write there, the input data "
+                "must never be modified (a symlink in the output folder?)"
+            )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"output folder {out_dir} exists and is not a folder")
+    if out_dir.is_dir() and not overwrite:
+        found = sorted(p.name for p in out_dir.iterdir())
+        if found:
+            raise ValueError(
+                f"output folder {out_dir} is not empty ({len(found)} entries, e.g. {found[:3]}); pass --overwrite "
+                "(overwrite=True) to write into it, or choose an empty or new folder"
+            )
+
+
 def make_noisy(
     datalist: str | Path,
     out_dir: str | Path,
     mode: str,
     num_classes: int = 4,
-    rate: float = 0.5,
+    rate: float | Sequence[float] = 0.5,
     radius: Sequence[int] = (2, 6),
     fraction: float = 1.0,
     class_map: Sequence[int] | None = None,
     ignore_index: int | None = None,
     seed: int = 0,
     keys: Sequence[str] = ("training",),
+    transition: Sequence[Sequence[float]] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Corrupt the labels of the ``keys`` splits; write them, a datalist and a noise report to ``out_dir``.
 
+    Nothing is written before the arguments, the datalist, the existence and format of every label to corrupt and
+    the output folder (:func:`check_output_folder`) are checked; no input file is ever modified.
+
     Args:
         datalist: decathlon-style JSON; relative paths are resolved against its folder.
-        out_dir: output folder (created).
-        mode, num_classes, rate, radius, fraction, class_map, ignore_index: see :class:`SimulateLabelNoise`.
+        out_dir: output folder (created): outside the input data, and empty unless ``overwrite``.
+        mode, num_classes, rate, radius, fraction, class_map, ignore_index, transition: see
+            :class:`SimulateLabelNoise` (``rate``: one rate or C per-class rates; ``transition``: C x C matrix of
+            mode "transition").
         seed: run seed; each case is seeded from (seed, split, index).
         keys: splits to corrupt; the other lists are copied with absolute paths.
+        overwrite: write into an existing non-empty ``out_dir`` (files of the same name are replaced).
 
     Returns:
-        The report written to ``out_dir/noise_report.json``.
+        The report written to ``out_dir/noise_report.json``: ``datalist``, ``settings`` (the arguments, plus
+        ``transition_expected``, the C x C expected transition of a class-conditional mode, None otherwise),
+        ``cases`` (per case: paths, format, ``corrupted`` and :func:`noise_rates`, with its ``confusion``) and
+        ``overall``: pooled pixel and affinity rates, ``confusion`` (C x C counts over all cases of the corrupted
+        splits, rows clean, columns noisy) and ``transition`` (its row-normalised form, identity row for a class
+        absent from the clean labels).
 
     Raises:
         FileNotFoundError: the datalist or a label is missing.
         ValueError: a split is absent or has an entry without "label"; a label has values outside 0..C-1
-            (other than ``ignore_index``) or an unsupported format.
+            (other than ``ignore_index``) or an unsupported format; an invalid noise argument; an output folder
+            that could modify the input data or is not empty (see :func:`check_output_folder`).
     """
     datalist, out_dir = Path(datalist), Path(out_dir)
     if not datalist.is_file():
@@ -164,32 +294,49 @@ def make_noisy(
             lists = [k for k, v in content.items() if isinstance(v, list)]
             raise ValueError(f"datalist {datalist}: expected a '{key}' list, found lists {lists}")
     base_dir = datalist.parent
-    noise = SimulateLabelNoise(mode, num_classes, rate, radius, fraction, class_map, ignore_index)
+    noise = SimulateLabelNoise(mode, num_classes, rate, radius, fraction, class_map, ignore_index, transition)
     out_list = dict(content)
-    cases = []
+    inputs: list[Path] = []
+    outputs = [out_dir / "datalist.json", out_dir / "noise_report.json"]
+    planned: list[tuple[str, int, dict[str, Any], Path]] = []  # split, index, entry, where its noisy label goes
     for split, entries in content.items():
         if not isinstance(entries, list):
             continue
         out_list[split] = resolved = load_decathlon_datalist(datalist, True, split, base_dir)
+        inputs += _referenced_paths(resolved)
         if split not in keys:
             continue
         for index, entry in enumerate(resolved):
             if "label" not in entry:
                 raise ValueError(f"datalist {datalist}: entry {index} of '{split}' has no 'label'")
-            label = read_label(Path(entry["label"]))
-            noise.set_random_state(_case_seed(seed, split, index))
-            try:
-                check_label_values(label.array, num_classes, ignore_index)
-                noisy = noise(label.array[None])[0]
-            except ValueError as err:
-                raise ValueError(f"label {label.path}: {err}") from err
-            dst = write_label(label, noisy, _noisy_path(out_dir, base_dir, split, index, label.path))
-            entry["label_clean"], entry["label"] = entry["label"], str(dst.resolve())
-            rates = noise_rates(noisy, label.array, num_classes, ignore_index)
-            cases.append({"split": split, "index": index, "label": entry["label"], "label_clean": str(label.path)})
-            cases[-1].update({"format": label.kind, "corrupted": bool(noise._do_transform), **rates})
+            path = Path(entry["label"])
+            if not path.exists():
+                raise FileNotFoundError(f"datalist {datalist}: label file {path} of '{split}' entry {index} not found")
+            kind = _label_kind(path)
+            if kind is None:
+                raise ValueError(f"label {path}: unsupported format, expected .nii, .nii.gz, .png, .dcm or a folder")
+            dst = _noisy_path(out_dir, base_dir, split, index, path)
+            planned.append((split, index, entry, dst))
+            outputs.append(_nifti_name(dst) if kind == "dicom" else dst)  # where write_label will write
+    check_output_folder(out_dir, datalist, inputs, outputs, overwrite)
+
+    cases = []
+    for split, index, entry, dst in planned:
+        label = read_label(Path(entry["label"]))
+        noise.set_random_state(_case_seed(seed, split, index))
+        try:
+            check_label_values(label.array, num_classes, ignore_index)
+            noisy = noise(label.array[None])[0]
+        except ValueError as err:
+            raise ValueError(f"label {label.path}: {err}") from err
+        dst = write_label(label, noisy, dst)
+        entry["label_clean"], entry["label"] = entry["label"], str(dst.resolve())
+        rates = noise_rates(noisy, label.array, num_classes, ignore_index)
+        cases.append({"split": split, "index": index, "label": entry["label"], "label_clean": str(label.path)})
+        cases[-1].update({"format": label.kind, "corrupted": bool(noise._do_transform), **rates})
     pixels = sum(c["num_pixels"] for c in cases)
     pairs = sum(c["num_pairs"] for c in cases)
+    confusion = sum((np.asarray(c["confusion"], dtype=np.int64) for c in cases), np.zeros((num_classes,) * 2, int))
     overall = {
         "num_cases": len(cases),
         "pixel": sum(c["pixels_changed"] for c in cases) / pixels if pixels else 0.0,
@@ -197,9 +344,16 @@ def make_noisy(
         "mean_pixel": float(np.mean([c["pixel"] for c in cases])) if cases else 0.0,
         "mean_affinity": float(np.mean([c["affinity"] for c in cases])) if cases else 0.0,
         "corrupted": sum(c["corrupted"] for c in cases),
+        "confusion": confusion.tolist(),
+        "transition": empirical_transition(confusion).tolist(),
     }
-    settings = {"mode": mode, "num_classes": num_classes, "rate": rate, "radius": list(noise.radius)}
+    expected = None
+    if mode in CLASS_CONDITIONAL_MODES:
+        expected = noise_transition_matrix(mode, num_classes, rate, noise.class_map, noise.transition, fraction)
+    settings = {"mode": mode, "num_classes": num_classes, "rate": noise.rate, "radius": list(noise.radius)}
     settings.update({"fraction": fraction, "class_map": noise.class_map, "ignore_index": ignore_index})
+    settings.update({"transition": None if noise.transition is None else noise.transition.tolist()})
+    settings.update({"transition_expected": None if expected is None else expected.tolist()})
     settings.update({"seed": seed, "keys": list(keys)})
     report = {"datalist": str(datalist.resolve()), "settings": settings, "cases": cases, "overall": overall}
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -224,6 +378,27 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_transition(transition: Sequence[Sequence[float]], title: str) -> str:
+    """A C x C transition (rows clean, columns noisy) as a table of 4-decimal probabilities under ``title``."""
+    num_classes = len(transition)
+    lines = [title, "clean\\noisy " + " ".join(f"{j:>7d}" for j in range(num_classes))]
+    lines += [f"{i:>11d} " + " ".join(f"{p:7.4f}" for p in row) for i, row in enumerate(transition)]
+    return "\n".join(lines)
+
+
+def _json_matrix(text: str) -> list[list[float]]:
+    """``--transition``: a JSON list of C rows of C numbers."""
+    try:
+        matrix = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON C x C matrix such as [[0.9, 0.1], [0.2, 0.8]], got {text!r}"
+        ) from err
+    if not isinstance(matrix, list) or not all(isinstance(row, list) for row in matrix):
+        raise argparse.ArgumentTypeError(f"expected a JSON list of rows, got {text!r}")
+    return matrix
+
+
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Help with the module docstring as written and every option's default."""
 
@@ -237,31 +412,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mode", required=True, choices=NOISE_MODES, help="noise model")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--num_classes", type=int, default=4, help="classes incl. background (EndoVis 2018: 4)")
-    parser.add_argument("--rate", type=float, default=0.5, help="flip probability, symmetric/asymmetric")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        nargs="+",
+        default=0.5,
+        help="flip probability, one or one per class (symmetric/asymmetric)",
+    )
     parser.add_argument("--radius", type=int, nargs=2, default=(2, 6), metavar=("MIN", "MAX"), help="morph radii")
     parser.add_argument("--fraction", type=float, default=1.0, help="share of labels corrupted")
     parser.add_argument("--class_map", type=int, nargs="+", default=None, help="asymmetric targets, one per class")
+    parser.add_argument(
+        "--transition",
+        type=_json_matrix,
+        default=None,
+        metavar="JSON",
+        help="C x C matrix of mode transition, rows clean",
+    )
     parser.add_argument("--ignore_index", type=int, default=None, help="label value never changed")
     parser.add_argument("--seed", type=int, default=0, help="run seed")
     parser.add_argument("--keys", nargs="+", default=["training"], help="splits to corrupt (default: training)")
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
     args = parser.parse_args(argv)
-    report = make_noisy(
-        args.datalist,
-        args.out,
-        args.mode,
-        args.num_classes,
-        args.rate,
-        args.radius,
-        args.fraction,
-        args.class_map,
-        args.ignore_index,
-        args.seed,
-        args.keys,
-    )
+    rate = args.rate if isinstance(args.rate, float) or len(args.rate) > 1 else args.rate[0]
+    try:
+        report = make_noisy(
+            args.datalist,
+            args.out,
+            args.mode,
+            num_classes=args.num_classes,
+            rate=rate,
+            radius=args.radius,
+            fraction=args.fraction,
+            class_map=args.class_map,
+            ignore_index=args.ignore_index,
+            seed=args.seed,
+            keys=args.keys,
+            transition=args.transition,
+            overwrite=args.overwrite,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     dicoms = [c for c in report["cases"] if c["format"] == "dicom"]
     for case in dicoms:
         print(f"DICOM label {case['label_clean']} written as NIfTI {case['label']}")
     print(format_report(report))
+    print(format_transition(report["overall"]["transition"], "empirical transition p(noisy | clean):"))
+    if report["settings"]["transition_expected"] is not None:
+        print(format_transition(report["settings"]["transition_expected"], "expected transition:"))
     print(f"wrote {Path(args.out) / 'datalist.json'} and {Path(args.out) / 'noise_report.json'}")
     return 0
 

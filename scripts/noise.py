@@ -8,11 +8,13 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Simulated label noise (ellipse, morphological, symmetric, asymmetric) as MONAI random transforms.
+"""Simulated label noise (ellipse, morphological, symmetric, asymmetric, transition) as MONAI random transforms.
 
 The modes follow the noise settings of Guo & Yuan, "Joint Class-Affinity Loss Correction for Robust Medical Image
-Segmentation with Noisy Labels", MICCAI 2022, plus the morphological noise common in this literature. The maths sits
-in the pure functions on spatial label maps (``H[WD]``, no channel); the transforms draw the random numbers.
+Segmentation with Noisy Labels", MICCAI 2022, plus the morphological noise common in this literature and an explicit
+class transition matrix (any class-conditional noise, e.g. a class labelled as its neighbour most of the time). The
+maths sits in the pure functions on spatial label maps (``H[WD]``, no channel); the transforms draw the random
+numbers. :func:`noise_transition_matrix` gives the expected transition of the class-conditional modes.
 """
 
 from __future__ import annotations
@@ -27,17 +29,23 @@ from monai.utils import TransformBackends, convert_data_type, convert_to_dst_typ
 from scipy import ndimage
 
 __all__ = [
+    "CLASS_CONDITIONAL_MODES",
     "NOISE_MODES",
     "SimulateLabelNoise",
     "SimulateLabelNoised",
     "asymmetric_noise",
+    "check_class_rates",
     "check_label_values",
+    "check_transition",
     "ellipse_noise",
     "morph_noise",
+    "noise_transition_matrix",
     "symmetric_noise",
+    "transition_noise",
 ]
 
-NOISE_MODES = ("ellipse", "morph", "symmetric", "asymmetric")
+NOISE_MODES = ("ellipse", "morph", "symmetric", "asymmetric", "transition")
+CLASS_CONDITIONAL_MODES = ("symmetric", "asymmetric", "transition")  # the noisy class depends on the clean one only
 
 
 def check_label_values(label: np.ndarray, num_classes: int, ignore_index: int | None = None) -> None:
@@ -49,6 +57,101 @@ def check_label_values(label: np.ndarray, num_classes: int, ignore_index: int | 
     if bad.size:
         allowed = f"0..{num_classes - 1}" + ("" if ignore_index is None else f" or ignore_index {ignore_index}")
         raise ValueError(f"expected label values in {allowed}, got {bad[:8].tolist()}")
+
+
+def check_class_rates(rate: float | Sequence[float], num_classes: int) -> np.ndarray:
+    """(C,) float64 flip probabilities from one ``rate`` for every class or a sequence of C per-class rates.
+
+    Raises:
+        ValueError: not one number or C numbers, or a rate outside [0, 1].
+    """
+    rates = np.asarray(rate, dtype=np.float64)
+    if rates.ndim == 0:
+        rates = np.full(num_classes, float(rates))
+    if rates.shape != (num_classes,):
+        raise ValueError(f"expected rate as one number or {num_classes} per-class rates, got {rate}")
+    if not ((rates >= 0.0) & (rates <= 1.0)).all():
+        raise ValueError(f"expected every rate in [0, 1], got {rate}")
+    return rates
+
+
+def check_transition(transition: Sequence[Sequence[float]] | np.ndarray, num_classes: int) -> np.ndarray:
+    """(C, C) float64 row-stochastic matrix ``transition[i, j] = p(noisy = j | clean = i)``, rows rescaled to sum 1.
+
+    Raises:
+        ValueError: not C x C, a negative or non-finite entry, or a row whose sum is not 1 (within 1e-6).
+    """
+    try:
+        matrix = np.asarray(transition, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"expected transition as a {num_classes} x {num_classes} matrix, got {transition}") from err
+    if matrix.shape != (num_classes, num_classes):
+        raise ValueError(f"expected a {num_classes} x {num_classes} transition matrix, got shape {matrix.shape}")
+    if not (np.isfinite(matrix) & (matrix >= 0.0)).all():
+        raise ValueError(f"expected non-negative transition probabilities, got {matrix.tolist()}")
+    sums = matrix.sum(axis=1)
+    if not np.allclose(sums, 1.0, rtol=0.0, atol=1e-6):
+        raise ValueError(f"expected transition rows (clean classes) summing to 1, got row sums {sums.tolist()}")
+    return matrix / sums[:, None]
+
+
+def noise_transition_matrix(
+    mode: str,
+    num_classes: int,
+    rate: float | Sequence[float] = 0.5,
+    class_map: Sequence[int] | None = None,
+    transition: Sequence[Sequence[float]] | np.ndarray | None = None,
+    fraction: float = 1.0,
+) -> np.ndarray:
+    """Expected class transition ``T[i, j] = p(noisy = j | clean = i)`` of a class-conditional noise setting.
+
+    With r_i the flip rate of class i: symmetric ``T[i, i] = 1 - r_i``, ``T[i, j] = r_i / (C - 1)``; asymmetric
+    ``T[i, i] = 1 - r_i``, ``T[i, class_map[i]] += r_i`` (default class_map c -> (c + 1) mod C); transition: the
+    given matrix. With ``fraction`` alpha of the images corrupted, ``(1 - alpha) I + alpha T``.
+
+    Args:
+        mode: "symmetric", "asymmetric" or "transition" (see :class:`SimulateLabelNoise`).
+        num_classes: C.
+        rate: one flip rate or C per-class rates (symmetric, asymmetric).
+        class_map: asymmetric target of each class, length C.
+        transition: C x C row-stochastic matrix (transition mode).
+        fraction: share of corrupted images.
+
+    Returns:
+        (C, C) float64 row-stochastic matrix, rows clean, columns noisy.
+
+    Raises:
+        ValueError: a mode that is not class-conditional (ellipse, morph: the noise depends on shape, so no
+            transition describes it), or an invalid argument.
+    """
+    if mode not in CLASS_CONDITIONAL_MODES:
+        raise ValueError(f"expected a class-conditional mode {CLASS_CONDITIONAL_MODES}, got {mode!r}")
+    if num_classes < 2:
+        raise ValueError(f"expected num_classes >= 2, got {num_classes}")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"expected 0 <= fraction <= 1, got {fraction}")
+    if mode == "transition":
+        if transition is None:
+            raise ValueError("mode 'transition' needs a transition matrix, got None")
+        matrix = check_transition(transition, num_classes)
+    else:
+        rates = check_class_rates(rate, num_classes)
+        if mode == "symmetric":
+            matrix = np.outer(rates / (num_classes - 1), np.ones(num_classes))
+            np.fill_diagonal(matrix, 1.0 - rates)
+        else:
+            targets = _check_class_map(class_map, num_classes)
+            matrix = np.diag(1.0 - rates)
+            matrix[np.arange(num_classes), targets] += rates
+    return (1.0 - fraction) * np.eye(num_classes) + fraction * matrix
+
+
+def _check_class_map(class_map: Sequence[int] | None, num_classes: int) -> list[int]:
+    """The asymmetric targets, default (c + 1) mod C; ``ValueError`` unless C classes in 0..C-1."""
+    targets = [(c + 1) % num_classes for c in range(num_classes)] if class_map is None else list(class_map)
+    if len(targets) != num_classes or not all(0 <= t < num_classes for t in targets):
+        raise ValueError(f"expected class_map of {num_classes} classes in 0..{num_classes - 1}, got {class_map}")
+    return targets
 
 
 def ellipse_noise(label: np.ndarray, num_classes: int, ignore_index: int | None = None) -> np.ndarray:
@@ -169,29 +272,70 @@ def asymmetric_noise(
     return out
 
 
+def transition_noise(
+    label: np.ndarray, uniform: np.ndarray, transition: np.ndarray, ignore_index: int | None = None
+) -> np.ndarray:
+    """Give a pixel of clean class i with uniform draw u the noisy class j where cum_i[j-1] <= u < cum_i[j].
+
+    cum_i is the cumulative sum of row i of the (C, C) row-stochastic ``transition`` (inverse CDF), so with ``u``
+    uniform on [0, 1) the pixel gets class j with probability ``transition[i, j]``.
+
+    Args:
+        label: H[WD] integer class map.
+        uniform: H[WD] draws in [0, 1).
+        transition: (C, C) row-stochastic matrix, rows clean, columns noisy.
+        ignore_index: value left untouched.
+
+    Returns:
+        H[WD] noisy class map, same dtype.
+    """
+    num_classes = transition.shape[0]
+    cumulative = np.cumsum(transition, axis=1)
+    last = num_classes - 1 - np.argmax(transition[:, ::-1] > 0, axis=1)  # last class of non-zero probability
+    cumulative[np.arange(num_classes)[None, :] >= last[:, None]] = np.inf  # rounding never picks a class after it
+    out = label.copy()
+    for c in range(num_classes):  # ignore_index is not a class, so its pixels are never selected
+        mask = label == c
+        out[mask] = np.searchsorted(cumulative[c], uniform[mask], side="right")
+    return out
+
+
 class SimulateLabelNoise(RandomizableTransform):
     """Corrupt a clean label map with simulated annotation noise (Guo & Yuan, MICCAI 2022, JCAS).
 
     Modes: ``"ellipse"`` (:func:`ellipse_noise`, no randomness), ``"morph"`` (each foreground class eroded or
     dilated with probability 1/2, radius uniform on the integers ``radius[0]..radius[1]``, see :func:`morph_noise`),
-    ``"symmetric"`` (each pixel, background included, flipped with probability ``rate`` to a uniformly chosen other
-    class), ``"asymmetric"`` (flipped with probability ``rate`` to ``class_map[c]``, default (c + 1) mod C). Each
-    call corrupts the image with probability ``fraction`` (else returns it unchanged). Pixels equal to
-    ``ignore_index`` never change. Every random number is drawn from ``self.R`` in :meth:`randomize`, so
-    ``set_random_state`` (and ``monai.utils.set_determinism`` through ``Compose``) make it reproducible.
+    ``"symmetric"`` (each pixel of class c, background included, flipped with probability ``rate`` (or ``rate[c]``)
+    to a uniformly chosen other class), ``"asymmetric"`` (flipped with probability ``rate`` (or ``rate[c]``) to
+    ``class_map[c]``, default (c + 1) mod C), ``"transition"`` (a pixel of class i becomes class j with probability
+    ``transition[i, j]``, see :func:`transition_noise`). The last three are class-conditional; their expected
+    transition is :func:`noise_transition_matrix`. Each call corrupts the image with probability ``fraction`` (else
+    returns it unchanged). Pixels equal to ``ignore_index`` never change. Every random number is drawn from
+    ``self.R`` in :meth:`randomize` (symmetric, asymmetric, transition: one uniform per pixel, plus one offset per
+    pixel for symmetric), so ``set_random_state`` (and ``monai.utils.set_determinism`` through ``Compose``) make it
+    reproducible.
+
+    Systematic confusion, e.g. "wrist (2) labelled shaft (1) in 60 % of its pixels, other classes clean", is
+    ``SimulateLabelNoise("asymmetric", 4, rate=[0, 0, 0.6, 0], class_map=[0, 1, 1, 3])`` or equivalently
+    ``SimulateLabelNoise("transition", 4, transition=[[1, 0, 0, 0], [0, 1, 0, 0], [0, 0.6, 0.4, 0], [0, 0, 0, 1]])``.
 
     Args:
         mode: one of ``NOISE_MODES``.
         num_classes: C, including background 0.
-        rate: per-pixel flip probability (symmetric, asymmetric).
+        rate: per-pixel flip probability, one for all classes or C per-class rates (symmetric, asymmetric).
         radius: inclusive (min, max) morphology radius in pixels, or one int (morph).
         fraction: share of calls that corrupt the label (alpha in the literature).
-        class_map: target class of each class for asymmetric noise, length C.
+        class_map: target class of each class for asymmetric noise, length C; a class mapped to itself never
+            changes.
         ignore_index: label value never changed; must not be a class.
+        transition: (C, C) row-stochastic matrix, ``transition[i, j] = p(noisy = j | clean = i)`` (transition mode
+            only, where it is required).
 
     Raises:
-        ValueError: on an unknown mode or out-of-range argument; when called, on a label that is not 1H[WD] or
-            holds values other than 0..C-1 and ``ignore_index``.
+        ValueError: on an unknown mode or out-of-range argument (a rate outside [0, 1] or not C of them; a
+            transition that is not C x C, has a negative entry or a row not summing to 1; a transition given to
+            another mode); when called, on a label that is not 1H[WD] or holds values other than 0..C-1 and
+            ``ignore_index``.
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
@@ -200,33 +344,38 @@ class SimulateLabelNoise(RandomizableTransform):
         self,
         mode: str,
         num_classes: int,
-        rate: float = 0.5,
+        rate: float | Sequence[float] = 0.5,
         radius: int | Sequence[int] = (2, 6),
         fraction: float = 1.0,
         class_map: Sequence[int] | None = None,
         ignore_index: int | None = None,
+        transition: Sequence[Sequence[float]] | np.ndarray | None = None,
     ) -> None:
         if mode not in NOISE_MODES:
             raise ValueError(f"expected mode in {NOISE_MODES}, got {mode!r}")
         if num_classes < 2:
             raise ValueError(f"expected num_classes >= 2, got {num_classes}")
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"expected 0 <= rate <= 1, got {rate}")
+        class_rates = check_class_rates(rate, num_classes)
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"expected 0 <= fraction <= 1, got {fraction}")
         radii = (int(radius), int(radius)) if isinstance(radius, int) else tuple(int(r) for r in radius)
         if len(radii) != 2 or not 0 <= radii[0] <= radii[1]:
             raise ValueError(f"expected radius (min, max) with 0 <= min <= max, got {radius}")
-        class_map = [(c + 1) % num_classes for c in range(num_classes)] if class_map is None else list(class_map)
-        if len(class_map) != num_classes or not all(0 <= t < num_classes for t in class_map):
-            raise ValueError(f"expected class_map of {num_classes} classes in 0..{num_classes - 1}, got {class_map}")
+        class_map = _check_class_map(class_map, num_classes)
         if ignore_index is not None and 0 <= ignore_index < num_classes:
             raise ValueError(f"expected ignore_index outside the classes 0..{num_classes - 1}, got {ignore_index}")
+        if mode == "transition" and transition is None:
+            raise ValueError("mode 'transition' needs a C x C transition matrix, got transition=None")
+        if mode != "transition" and transition is not None:
+            raise ValueError(f"a transition matrix is only used by mode 'transition', got mode {mode!r}")
         RandomizableTransform.__init__(self, prob=fraction)
-        self.mode, self.num_classes, self.rate, self.radius = mode, num_classes, rate, radii
+        self.mode, self.num_classes, self.radius = mode, num_classes, radii
+        self.rate: float | list[float] = float(rate) if np.ndim(rate) == 0 else class_rates.tolist()
+        self.class_rates = class_rates
         self.class_map, self.ignore_index = class_map, ignore_index
+        self.transition = None if transition is None else check_transition(transition, num_classes)
         self._operations: list[tuple[int, str, int]] = []
-        self._flip: np.ndarray | None = None
+        self._uniform: np.ndarray | None = None
         self._offset: np.ndarray | None = None
 
     def randomize(self, data: NdarrayOrTensor) -> None:
@@ -239,9 +388,9 @@ class SimulateLabelNoise(RandomizableTransform):
             for c in range(1, self.num_classes):
                 op = "erode" if self.R.rand() < 0.5 else "dilate"
                 self._operations.append((c, op, int(self.R.randint(self.radius[0], self.radius[1] + 1))))
-        elif self.mode in ("symmetric", "asymmetric"):
+        elif self.mode in CLASS_CONDITIONAL_MODES:
             shape = tuple(data.shape[1:])
-            self._flip = self.R.random_sample(shape) < self.rate
+            self._uniform = self.R.random_sample(shape)
             if self.mode == "symmetric":
                 self._offset = self.R.randint(1, self.num_classes, size=shape, dtype=np.int16)
 
@@ -261,21 +410,26 @@ class SimulateLabelNoise(RandomizableTransform):
         elif self.mode == "morph":
             noisy = morph_noise(label, self._operations, self.ignore_index)
         else:
-            if self._flip is None or self._flip.shape != label.shape:
-                drawn = None if self._flip is None else self._flip.shape
+            if self._uniform is None or self._uniform.shape != label.shape:
+                drawn = None if self._uniform is None else self._uniform.shape
                 raise ValueError(f"noise drawn for spatial shape {drawn}, got {label.shape}; call randomize first")
-            if self.mode == "symmetric":
-                noisy = symmetric_noise(label, self._flip, self._offset, self.num_classes, self.ignore_index)
+            if self.mode == "transition":
+                noisy = transition_noise(label, self._uniform, self.transition, self.ignore_index)
             else:
-                noisy = asymmetric_noise(label, self._flip, self.class_map, self.ignore_index)
+                is_class = (label >= 0) & (label < self.num_classes)  # not ignore_index
+                flip = is_class & (self._uniform < self.class_rates[np.where(is_class, label, 0)])
+                if self.mode == "symmetric":
+                    noisy = symmetric_noise(label, flip, self._offset, self.num_classes, self.ignore_index)
+                else:
+                    noisy = asymmetric_noise(label, flip, self.class_map, self.ignore_index)
         return convert_to_dst_type(noisy[None], dst=img)[0]
 
 
 class SimulateLabelNoised(Randomizable, MapTransform):
     """Dictionary form of :class:`SimulateLabelNoise`.
 
-    All keys share one draw (the same corrupt-or-not decision, morphology choices and flip masks), so they must
-    have the same spatial shape in the symmetric and asymmetric modes; use one transform per key for independent
+    All keys share one draw (the same corrupt-or-not decision, morphology choices and per-pixel uniforms), so they
+    must have the same spatial shape in the class-conditional modes; use one transform per key for independent
     noise.
     """
 
@@ -286,15 +440,16 @@ class SimulateLabelNoised(Randomizable, MapTransform):
         keys: KeysCollection,
         mode: str,
         num_classes: int,
-        rate: float = 0.5,
+        rate: float | Sequence[float] = 0.5,
         radius: int | Sequence[int] = (2, 6),
         fraction: float = 1.0,
         class_map: Sequence[int] | None = None,
         ignore_index: int | None = None,
+        transition: Sequence[Sequence[float]] | np.ndarray | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
-        self.noise = SimulateLabelNoise(mode, num_classes, rate, radius, fraction, class_map, ignore_index)
+        self.noise = SimulateLabelNoise(mode, num_classes, rate, radius, fraction, class_map, ignore_index, transition)
 
     def set_random_state(
         self, seed: int | None = None, state: np.random.RandomState | None = None

@@ -11,7 +11,8 @@
 """Pixel-wise (class) and pair-wise (affinity) noise rates of a noisy label against its clean label.
 
 Guo & Yuan (MICCAI 2022) observe that the affinity noise rate is much lower than the pixel noise rate for the same
-labels; this module measures both without ever building the N x N pair matrix.
+labels; this module measures both without ever building the N x N pair matrix, and the empirical class transition
+(the row-normalised clean-to-noisy contingency table).
 """
 
 from __future__ import annotations
@@ -22,7 +23,39 @@ import numpy as np
 from monai.config import NdarrayOrTensor
 from monai.utils import convert_data_type
 
-__all__ = ["noise_rates", "pair_counts"]
+__all__ = ["confusion_matrix", "empirical_transition", "noise_rates", "pair_counts"]
+
+
+def confusion_matrix(
+    noisy: NdarrayOrTensor, clean: NdarrayOrTensor, num_classes: int | None = None, ignore_index: int | None = None
+) -> np.ndarray:
+    """(C, C) int64 contingency table of one label map: ``confusion[i, j]`` = pixels of clean class i, noisy class j.
+
+    Args:
+        noisy: noisy class map of any shape, e.g. 1H[WD].
+        clean: clean class map, same shape.
+        num_classes: C; default max label + 1.
+        ignore_index: label value (in either map) whose pixels are left out.
+
+    Raises:
+        ValueError: shapes differ, or values outside 0..C-1 other than ``ignore_index``.
+    """
+    return _count(*_valid_pixels(noisy, clean, num_classes, ignore_index))
+
+
+def empirical_transition(confusion: np.ndarray | list[list[int]]) -> np.ndarray:
+    """Row-normalised (C, C) contingency table, rows clean, columns noisy: ``T[i, j]`` = p(noisy j | clean i).
+
+    A class absent from the clean labels (an all-zero row) gets the identity row. Float64.
+
+    Raises:
+        ValueError: ``confusion`` is not a square matrix of non-negative counts.
+    """
+    counts = np.asarray(confusion, dtype=np.float64)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or (counts < 0).any():
+        raise ValueError(f"expected a C x C table of non-negative counts, got shape {counts.shape}")
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.where(totals > 0, counts / np.maximum(totals, 1.0), np.eye(counts.shape[0]))
 
 
 def pair_counts(confusion: np.ndarray) -> tuple[int, int, int, int]:
@@ -78,23 +111,9 @@ def noise_rates(
     Raises:
         ValueError: shapes differ, or values outside 0..C-1 other than ``ignore_index``.
     """
-    if tuple(noisy.shape) != tuple(clean.shape):
-        raise ValueError(f"expected noisy and clean of one shape, got {tuple(noisy.shape)} and {tuple(clean.shape)}")
-    noisy_np = convert_data_type(noisy, np.ndarray)[0].ravel()
-    clean_np = convert_data_type(clean, np.ndarray)[0].ravel()
-    valid = np.ones(clean_np.shape, dtype=bool)
-    if ignore_index is not None:
-        valid = (clean_np != ignore_index) & (noisy_np != ignore_index)
-    noisy_np, clean_np = noisy_np[valid].astype(np.int64), clean_np[valid].astype(np.int64)
-    if num_classes is None:
-        num_classes = int(max(noisy_np.max(initial=0), clean_np.max(initial=0))) + 1
-    for name, values in (("noisy", noisy_np), ("clean", clean_np)):
-        if values.size and (values.min() < 0 or values.max() >= num_classes):
-            raise ValueError(f"expected {name} values in 0..{num_classes - 1}, got {values.min()}..{values.max()}")
-
+    noisy_np, clean_np, num_classes = _valid_pixels(noisy, clean, num_classes, ignore_index)
     n = noisy_np.size
-    confusion = np.bincount(clean_np * num_classes + noisy_np, minlength=num_classes**2)
-    confusion = confusion.reshape(num_classes, num_classes)
+    confusion = _count(noisy_np, clean_np, num_classes)
     class_sizes = confusion.sum(axis=1)
     per_class = [None if s == 0 else float(1 - confusion[c, c] / s) for c, s in enumerate(class_sizes)]
     pixels_changed = int(n - np.trace(confusion))
@@ -126,6 +145,32 @@ def noise_rates(
         "pairs_changed": int(same_to_diff + diff_to_same),
         "exact": num_pairs is None,
     }
+
+
+def _valid_pixels(
+    noisy: NdarrayOrTensor, clean: NdarrayOrTensor, num_classes: int | None, ignore_index: int | None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Flat int64 noisy and clean values of the pixels ignored in neither map, and C (default max label + 1)."""
+    if tuple(noisy.shape) != tuple(clean.shape):
+        raise ValueError(f"expected noisy and clean of one shape, got {tuple(noisy.shape)} and {tuple(clean.shape)}")
+    noisy_np = convert_data_type(noisy, np.ndarray)[0].ravel()
+    clean_np = convert_data_type(clean, np.ndarray)[0].ravel()
+    valid = np.ones(clean_np.shape, dtype=bool)
+    if ignore_index is not None:
+        valid = (clean_np != ignore_index) & (noisy_np != ignore_index)
+    noisy_np, clean_np = noisy_np[valid].astype(np.int64), clean_np[valid].astype(np.int64)
+    if num_classes is None:
+        num_classes = int(max(noisy_np.max(initial=0), clean_np.max(initial=0))) + 1
+    for name, values in (("noisy", noisy_np), ("clean", clean_np)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"expected {name} values in 0..{num_classes - 1}, got {values.min()}..{values.max()}")
+    return noisy_np, clean_np, num_classes
+
+
+def _count(noisy: np.ndarray, clean: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C, C) counts of the flat (clean, noisy) value pairs."""
+    counts = np.bincount(clean * num_classes + noisy, minlength=num_classes**2)
+    return counts.reshape(num_classes, num_classes)
 
 
 def _same_pairs(sizes: np.ndarray) -> int:

@@ -8,11 +8,13 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""End-to-end tests of scripts/make_noisy.py on tiny generated PNG, NIfTI and DICOM datasets."""
+"""End-to-end tests of scripts/make_noisy.py on tiny generated PNG, NIfTI and DICOM datasets: formats, seeds, the
+report's empirical class transition, and the refusal of any output that could modify the input data."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ def label_3d(shift: int) -> np.ndarray:
 
 
 def write_datalist(root: Path, training: list[dict[str, Any]]) -> Path:
-    (root / "images").mkdir(exist_ok=True)
+    (root / "images").mkdir(parents=True, exist_ok=True)
     content = {
         "name": "toy",
         "labels": {"0": "background", "1": "shaft", "2": "wrist", "3": "clasper"},
@@ -59,29 +61,35 @@ def write_datalist(root: Path, training: list[dict[str, Any]]) -> Path:
     return path
 
 
-@pytest.fixture
-def png_dataset(tmp_path: Path) -> Path:
-    (tmp_path / "labels" / "sub").mkdir(parents=True)
+def write_png_dataset(root: Path) -> Path:
+    """root/datalist.json, root/labels/{a, sub/b, c (palette), val}.png; 3 training cases, 1 validation, 1 test."""
+    (root / "labels" / "sub").mkdir(parents=True)
     training = []
     for i, name in enumerate(["a.png", "sub/b.png", "c.png"]):
         img = Image.fromarray(label_2d(i))
         if i == 2:
             img.putpalette(PALETTE)  # a palette ("P") label
-        img.save(tmp_path / "labels" / name)
+        img.save(root / "labels" / name)
         training.append({"image": f"images/{i}.png", "label": f"labels/{name}"})
-    Image.fromarray(label_2d(0)).save(tmp_path / "labels" / "val.png")
-    return write_datalist(tmp_path, training)
+    Image.fromarray(label_2d(0)).save(root / "labels" / "val.png")
+    return write_datalist(root, training)
+
+
+@pytest.fixture
+def png_dataset(tmp_path: Path) -> Path:
+    return write_png_dataset(tmp_path / "data")  # outputs go to tmp_path / <name>, outside the input data
 
 
 @pytest.fixture
 def nifti_dataset(tmp_path: Path) -> Path:
-    (tmp_path / "labels").mkdir()
+    root = tmp_path / "data"
+    (root / "labels").mkdir(parents=True)
     affine = np.array([[0.0, -0.8, 0.0, 12.0], [0.7, 0.0, 0.0, -30.0], [0.0, 0.0, 2.5, 4.0], [0, 0, 0, 1]])
     for i in range(2):
-        nib.save(nib.Nifti1Image(label_3d(i), affine), tmp_path / "labels" / f"v{i}.nii.gz")
-    nib.save(nib.Nifti1Image(label_2d(0)[..., None], np.diag([0.5, 0.5, 1, 1])), tmp_path / "labels" / "flat.nii")
+        nib.save(nib.Nifti1Image(label_3d(i), affine), root / "labels" / f"v{i}.nii.gz")
+    nib.save(nib.Nifti1Image(label_2d(0)[..., None], np.diag([0.5, 0.5, 1, 1])), root / "labels" / "flat.nii")
     training = [{"image": "images/x.nii.gz", "label": f"labels/{n}"} for n in ("v0.nii.gz", "v1.nii.gz", "flat.nii")]
-    return write_datalist(tmp_path, training)
+    return write_datalist(root, training)
 
 
 def run(datalist: Path, out: Path, *options: str) -> dict[str, Any]:
@@ -94,10 +102,14 @@ def read(path: str | Path) -> np.ndarray:
     return np.array(Image.open(path)) if path.suffix == ".png" else np.asanyarray(nib.load(path).dataobj)
 
 
+TRANSITION = "[[0.8, 0.1, 0.05, 0.05], [0.1, 0.7, 0.2, 0.0], [0.0, 0.6, 0.4, 0.0], [0.1, 0.0, 0.1, 0.8]]"
+
+
 @pytest.mark.parametrize("mode", NOISE_MODES)
 def test_png_end_to_end(png_dataset: Path, tmp_path: Path, mode: str, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out"
-    report = run(png_dataset, out, "--mode", mode, "--radius", "1", "3", "--seed", "3")
+    extra = ["--transition", TRANSITION] if mode == "transition" else []
+    report = run(png_dataset, out, "--mode", mode, "--radius", "1", "3", "--seed", "3", *extra)
     assert "overall (3 cases)" in capsys.readouterr().out
     datalist = json.loads((out / "datalist.json").read_text())
     assert datalist["name"] == "toy" and datalist["labels"]["1"] == "shaft"
@@ -142,12 +154,12 @@ def test_dicom_written_as_nifti(tmp_path: Path, capsys: pytest.CaptureFixture) -
     itk = pytest.importorskip("itk")
     from monai.transforms import LoadImage
 
-    (tmp_path / "labels").mkdir()
+    (tmp_path / "data" / "labels").mkdir(parents=True)
     image = itk.image_from_array(np.ascontiguousarray(label_3d(0).transpose(2, 1, 0)).astype(np.uint16))
     image.SetSpacing([0.7, 0.9, 2.0])
     image.SetOrigin([1.0, 2.0, 3.0])
-    itk.imwrite(image, str(tmp_path / "labels" / "d.dcm"))
-    datalist = write_datalist(tmp_path, [{"image": "images/d.dcm", "label": "labels/d.dcm"}])
+    itk.imwrite(image, str(tmp_path / "data" / "labels" / "d.dcm"))
+    datalist = write_datalist(tmp_path / "data", [{"image": "images/d.dcm", "label": "labels/d.dcm"}])
     report = run(datalist, tmp_path / "out", "--mode", "ellipse")
     assert "written as NIfTI" in capsys.readouterr().out
     case = report["cases"][0]
@@ -186,7 +198,7 @@ def test_fraction_and_ignore_index(png_dataset: Path, tmp_path: Path) -> None:
 
 
 def write_bad_label(root: Path, name: str, array: np.ndarray) -> None:
-    (root / "labels").mkdir(exist_ok=True)
+    (root / "labels").mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(root / "labels" / name)
 
 
@@ -200,9 +212,11 @@ def write_bad_label(root: Path, name: str, array: np.ndarray) -> None:
     ],
 )
 def test_bad_labels_named(tmp_path: Path, setup: Any, error: type[Exception], match: str) -> None:
-    setup(tmp_path)
+    root = tmp_path / "data"
+    root.mkdir()
+    setup(root)
     name = "labels/a.jpg" if "jpg" in match else "labels/a.png"
-    datalist = write_datalist(tmp_path, [{"image": "images/a.png", "label": name}])
+    datalist = write_datalist(root, [{"image": "images/a.png", "label": name}])
     with pytest.raises(error, match=match):
         make_noisy(datalist, tmp_path / "out", "symmetric")
 
@@ -225,3 +239,161 @@ def test_help(capsys: pytest.CaptureFixture) -> None:
     assert exit_info.value.code == 0
     help_text = capsys.readouterr().out
     assert "--datalist" in help_text and "ellipse" in help_text and "(default: 0.5)" in help_text
+
+
+def count_by_hand(pairs: list[tuple[np.ndarray, np.ndarray]], num_classes: int = 4) -> np.ndarray:
+    """(clean, noisy) counts, one pixel at a time."""
+    counts = np.zeros((num_classes, num_classes), dtype=int)
+    for clean, noisy in pairs:
+        for c, n in zip(clean.ravel(), noisy.ravel(), strict=True):
+            counts[c, n] += 1
+    return counts
+
+
+def test_report_transition_golden_values(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """All shaft (1) pixels labelled wrist (2): the counts and the transition are known exactly; no clasper (3)."""
+    root = tmp_path / "data"
+    write_bad_label(root, "a.png", np.array([[0, 0, 1], [1, 2, 2]], np.uint8))
+    write_bad_label(root, "b.png", np.array([[0, 1, 1], [1, 1, 0]], np.uint8))
+    datalist = write_datalist(root, [{"image": "images/a.png", "label": f"labels/{n}"} for n in ("a.png", "b.png")])
+    options = ["--mode", "asymmetric", "--rate", "0", "1", "0", "0", "--class_map", "0", "2", "2", "3"]
+    report = run(datalist, tmp_path / "out", *options)
+    assert report["overall"]["confusion"] == [[4, 0, 0, 0], [0, 0, 6, 0], [0, 0, 2, 0], [0, 0, 0, 0]]
+    assert report["overall"]["transition"] == [[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+    assert report["settings"]["rate"] == [0, 1, 0, 0] and report["settings"]["transition"] is None
+    assert report["settings"]["transition_expected"] == [[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+    printed = capsys.readouterr().out
+    assert "empirical transition p(noisy | clean):" in printed and "expected transition:" in printed
+    assert "          1  0.0000  0.0000  1.0000  0.0000" in printed
+
+
+@pytest.mark.parametrize("mode", ["symmetric", "morph"])
+def test_report_transition_equals_hand_count(png_dataset: Path, tmp_path: Path, mode: str) -> None:
+    report = make_noisy(png_dataset, tmp_path / "out", mode, rate=0.3, radius=(1, 3), seed=2)
+    counts = count_by_hand([(read(c["label_clean"]), read(c["label"])) for c in report["cases"]])
+    assert report["overall"]["confusion"] == counts.tolist()
+    np.testing.assert_allclose(report["overall"]["transition"], counts / counts.sum(axis=1, keepdims=True))
+    assert counts.sum() == sum(c["num_pixels"] for c in report["cases"])
+    assert (report["settings"]["transition_expected"] is None) == (mode == "morph")  # morph: not class-conditional
+
+
+def test_report_transition_symmetric_half_on_a_big_map(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    write_bad_label(root, "big.png", np.random.default_rng(0).integers(0, 4, (256, 256)).astype(np.uint8))
+    datalist = write_datalist(root, [{"image": "images/big.png", "label": "labels/big.png"}])
+    report = make_noisy(datalist, tmp_path / "out", "symmetric", rate=0.5, seed=1)
+    expected = np.full((4, 4), 0.5 / 3) + np.eye(4) * (0.5 - 0.5 / 3)
+    np.testing.assert_allclose(report["settings"]["transition_expected"], expected)
+    np.testing.assert_allclose(report["overall"]["transition"], expected, atol=0.02)
+
+
+def test_transition_mode_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = tmp_path / "data"
+    write_bad_label(root, "big.png", np.random.default_rng(1).integers(0, 4, (200, 200)).astype(np.uint8))
+    datalist = write_datalist(root, [{"image": "images/big.png", "label": "labels/big.png"}])
+    report = run(datalist, tmp_path / "out", "--mode", "transition", "--transition", TRANSITION)
+    matrix = json.loads(TRANSITION)
+    assert report["settings"]["transition"] == report["settings"]["transition_expected"] == matrix
+    np.testing.assert_allclose(report["overall"]["transition"], matrix, atol=0.02)
+    assert np.array(report["overall"]["confusion"])[np.array(matrix) == 0].sum() == 0
+    capsys.readouterr()
+    options = ["--datalist", str(datalist), "--out", str(tmp_path / "other")]
+    assert main([*options, "--mode", "symmetric", "--transition", TRANSITION]) == 1  # only for mode transition
+    assert "only used by mode 'transition'" in capsys.readouterr().err
+    assert main([*options, "--mode", "transition", "--transition", "[[1, 0], [0, 1]]"]) == 1
+    assert "4 x 4 transition" in capsys.readouterr().err
+    assert main([*options, "--mode", "symmetric", "--rate", "0.1", "0.2"]) == 1
+    assert "4 per-class rates" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main([*options, "--mode", "transition", "--transition", "[[1, 0], [0, 1"])
+    assert exit_info.value.code == 2 and "JSON" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+
+
+# ---- no input is ever modified ----
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (symlinks not followed) and its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def refuse(datalist: Path, out: Path, match: str, capsys: pytest.CaptureFixture, *options: str) -> None:
+    """make_noisy and the command line refuse ``out`` with a message matching ``match``; nothing is written."""
+    before = snapshot(datalist.parent.parent)
+    with pytest.raises(ValueError, match=match):
+        make_noisy(datalist, out, "symmetric", overwrite="--overwrite" in options)
+    capsys.readouterr()
+    assert main(["--datalist", str(datalist), "--out", str(out), "--mode", "symmetric", *options]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and "Traceback" not in captured.err and captured.out == ""
+    assert re.search(match, captured.err)
+    assert snapshot(datalist.parent.parent) == before  # not one byte written, under the data or next to it
+
+
+def test_refuses_output_over_the_training_folder_layout(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """X/training/datalist.json with --out X used to write the noisy labels over X/training/labels (issue 12)."""
+    root = tmp_path / "X"
+    datalist = write_png_dataset(root / "training")
+    labels = {p: p.read_bytes() for p in (root / "training" / "labels").rglob("*.png")}
+    assert len(labels) == 4
+    refuse(datalist, root, r"output folder .*X .*contains the input folder .*X/training", capsys)
+    assert {p: p.read_bytes() for p in labels} == labels
+
+
+def test_refuses_the_input_folder_and_a_rerun_into_it(png_dataset: Path, capsys: pytest.CaptureFixture) -> None:
+    root = png_dataset.parent
+    refuse(png_dataset, root, r"output folder .*data .*is the input folder", capsys)
+    refuse(png_dataset, root, r"is the input folder", capsys, "--overwrite")  # --overwrite never allows it
+
+
+@pytest.mark.parametrize(
+    "out, match",
+    [
+        ("data/noisy", "lies inside the input folder"),
+        ("data/labels/sub/deeper", "lies inside the input folder"),
+        ("data/images", "is the input folder"),
+        (".", "contains the input folder"),
+        ("ext", "is the input folder"),  # the folder of a label outside the datalist's folder
+        ("ext/noisy", "lies inside the input folder"),
+    ],
+)
+def test_refuses_output_in_or_around_the_input_data(
+    png_dataset: Path, tmp_path: Path, out: str, match: str, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "ext").mkdir()
+    Image.fromarray(label_2d(1)).save(tmp_path / "ext" / "e.png")
+    content = json.loads(png_dataset.read_text())
+    content["training"].append({"image": "images/e.png", "label": "../ext/e.png"})
+    png_dataset.write_text(json.dumps(content))
+    refuse(png_dataset, tmp_path / out, match, capsys)
+    assert not (tmp_path / "data" / "noisy").exists() and not (tmp_path / "ext" / "noisy").exists()
+
+
+def test_refuses_a_symlink_to_the_input_data(png_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "link").symlink_to(png_dataset.parent, target_is_directory=True)
+    refuse(png_dataset, tmp_path / "link", r"output folder .*link \(resolved .*data\) is the input folder", capsys)
+    (tmp_path / "out").mkdir()  # an output folder whose 'training' folder is a symlink to the input data
+    (tmp_path / "out" / "training").symlink_to(png_dataset.parent, target_is_directory=True)
+    refuse(png_dataset, tmp_path / "out", r"resolves to .*data/labels/a\.png, the input file", capsys, "--overwrite")
+    (tmp_path / "out" / "training").unlink()  # an output file that is a symlink to an input label elsewhere
+    (tmp_path / "out" / "datalist.json").symlink_to(png_dataset)
+    refuse(
+        png_dataset, tmp_path / "out", r"out/datalist\.json resolves to .*data/datalist\.json", capsys, "--overwrite"
+    )
+
+
+def test_non_empty_output_needs_overwrite(png_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    first = make_noisy(png_dataset, out, "symmetric", seed=1)
+    written = snapshot(out)
+    refuse(png_dataset, out, r"output folder .*out is not empty .*--overwrite", capsys)
+    assert snapshot(out) == written
+    (tmp_path / "empty").mkdir()
+    assert make_noisy(png_dataset, tmp_path / "empty", "symmetric", seed=1)["overall"] == first["overall"]
+    again = run(png_dataset, out, "--mode", "symmetric", "--seed", "2", "--overwrite")
+    assert again["settings"]["seed"] == 2 and snapshot(out) != written
+    assert make_noisy(png_dataset, out, "symmetric", seed=1, overwrite=True) == first  # reruns reproduce the run
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="file exists and is not a folder"):
+        make_noisy(png_dataset, tmp_path / "file", "symmetric", overwrite=True)

@@ -8,7 +8,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Tests of scripts/noise.py: the four noise modes, their parameters, determinism, 2D/3D, types and errors."""
+"""Tests of scripts/noise.py: the noise modes, their parameters, expected transitions, determinism, 2D/3D, errors."""
 
 from __future__ import annotations
 
@@ -28,9 +28,24 @@ from scripts.noise import (
     SimulateLabelNoised,
     ellipse_noise,
     morph_noise,
+    noise_transition_matrix,
+    transition_noise,
 )
+from scripts.noise_rates import confusion_matrix, empirical_transition
 
-RANDOM_MODES = ("morph", "symmetric", "asymmetric")
+RANDOM_MODES = ("morph", "symmetric", "asymmetric", "transition")
+# a full-rank transition with every kind of row: mostly right, a zero entry, a wrong majority, an off-diagonal-heavy row
+TRANSITION = [[0.8, 0.1, 0.05, 0.05], [0.1, 0.7, 0.2, 0.0], [0.0, 0.6, 0.4, 0.0], [0.1, 0.0, 0.1, 0.8]]
+
+
+def extra(mode: str) -> dict[str, Any]:
+    """The arguments a mode needs beyond the defaults: the transition matrix of mode "transition"."""
+    return {"transition": TRANSITION} if mode == "transition" else {}
+
+
+def uniform_classes(shape: tuple[int, ...], num_classes: int = 4, seed: int = 0) -> np.ndarray:
+    """1H[WD] label with each pixel's class uniform on 0..C-1."""
+    return np.random.default_rng(seed).integers(0, num_classes, (1, *shape))
 
 
 def solid_ellipse(
@@ -98,6 +113,134 @@ def test_asymmetric_flips_to_class_map(class_map: list[int] | None) -> None:
     np.testing.assert_array_equal(noisy[changed], target[label[changed]])
     if class_map == [0, 2, 1, 3]:  # classes mapped to themselves never change
         assert not changed[(label == 0) | (label == 3)].any()
+
+
+@pytest.mark.parametrize("mode", ["symmetric", "asymmetric"])
+def test_per_class_rates_match_empirical_flip_rates(mode: str) -> None:
+    rates = [0.1, 0.3, 0.6, 0.0]
+    label = uniform_classes((256, 256))
+    noisy = SimulateLabelNoise(mode, 4, rate=rates).set_random_state(4)(label)
+    flipped = [(noisy[label == c] != c).mean() for c in range(4)]
+    np.testing.assert_allclose(flipped, rates, atol=0.01)
+    assert (noisy[label == 3] == 3).all()  # rate 0: never changes
+    expected = noise_transition_matrix(mode, 4, rates)
+    np.testing.assert_allclose(empirical_transition(confusion_matrix(noisy, label, 4)), expected, atol=0.01)
+
+
+@pytest.mark.parametrize("mode", ["symmetric", "asymmetric"])
+def test_one_rate_equals_the_same_rate_per_class(mode: str) -> None:
+    label = uniform_classes((40, 50))
+    one = SimulateLabelNoise(mode, 4, rate=0.3).set_random_state(2)(label)
+    each = SimulateLabelNoise(mode, 4, rate=[0.3] * 4).set_random_state(2)(label)
+    np.testing.assert_array_equal(one, each)
+
+
+def test_systematic_confusion_wrist_labelled_shaft() -> None:
+    """Wrist (2) labelled shaft (1) in 60 % of its pixels, other classes clean (JCAS_METHOD.md section 5)."""
+    label = uniform_classes((256, 256))
+    asymmetric = SimulateLabelNoise("asymmetric", 4, rate=[0, 0, 0.6, 0], class_map=[0, 1, 1, 3])
+    noisy = asymmetric.set_random_state(0)(label)
+    changed = noisy != label
+    assert (label[changed] == 2).all() and (noisy[changed] == 1).all()
+    assert abs(changed[label == 2].mean() - 0.6) < 0.01
+    matrix = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0.6, 0.4, 0], [0, 0, 0, 1]]
+    np.testing.assert_allclose(noise_transition_matrix("asymmetric", 4, [0, 0, 0.6, 0], [0, 1, 1, 3]), matrix)
+    via_matrix = SimulateLabelNoise("transition", 4, transition=matrix).set_random_state(0)(label)
+    np.testing.assert_allclose(empirical_transition(confusion_matrix(via_matrix, label, 4)), matrix, atol=0.01)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_transition_mode_empirical_confusion_matches_matrix(spatial_dims: int) -> None:
+    label = uniform_classes((256, 256) if spatial_dims == 2 else (40, 40, 40))
+    noisy = SimulateLabelNoise("transition", 4, transition=TRANSITION).set_random_state(5)(label)
+    confusion = confusion_matrix(noisy, label, 4)
+    np.testing.assert_allclose(empirical_transition(confusion), TRANSITION, atol=0.01)
+    assert confusion[np.asarray(TRANSITION) == 0].sum() == 0  # zero-probability transitions never happen
+    np.testing.assert_allclose(noise_transition_matrix("transition", 4, transition=TRANSITION), TRANSITION)
+
+
+def test_transition_noise_inverse_cdf_golden_values() -> None:
+    matrix = np.array([[0.5, 0.0, 0.5], [0.0, 0.0, 1.0], [0.2, 0.3, 0.5]])
+    uniform = np.array([0.0, 0.49, 0.5, 0.999, 0.0, 0.7, 0.19, 0.2, 0.49, 0.5])
+    label = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
+    np.testing.assert_array_equal(transition_noise(label, uniform, matrix), [0, 0, 2, 2, 2, 2, 0, 1, 1, 2])
+    np.testing.assert_array_equal(transition_noise(label, uniform, np.eye(3)), label)
+    permutation = np.eye(3)[[1, 2, 0]]  # 0 -> 1, 1 -> 2, 2 -> 0 whatever the draw
+    np.testing.assert_array_equal(transition_noise(label, uniform, permutation), (label + 1) % 3)
+    rounded = np.array([[0.7, 0.2, 0.1, 0.0]] * 4)  # the cumulative sum rounds to the largest draw below 1
+    largest = np.nextafter(1.0, 0.0)
+    assert np.cumsum(rounded[0])[2] == largest
+    np.testing.assert_array_equal(transition_noise(np.zeros(1, int), np.array([largest]), rounded), [2])  # not 3
+
+
+def test_transition_mode_determinism_and_dictionary_form() -> None:
+    label = uniform_classes((30, 40))
+    first = SimulateLabelNoise("transition", 4, transition=TRANSITION).set_random_state(3)(label)
+    again = SimulateLabelNoise("transition", 4, transition=TRANSITION).set_random_state(3)(label)
+    other = SimulateLabelNoise("transition", 4, transition=TRANSITION).set_random_state(4)(label)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    out = SimulateLabelNoised(["a", "b"], "transition", 4, transition=TRANSITION).set_random_state(3)
+    data = out({"a": label, "b": label})
+    np.testing.assert_array_equal(data["a"], first)
+    np.testing.assert_array_equal(data["b"], first)
+
+
+S = 1 / 6  # symmetric 50 % on 4 classes: 0.5 spread over the 3 other classes
+PAIR_FLIP_40 = [[0.6, 0.4, 0, 0], [0.4, 0.6, 0, 0], [0, 0, 0.6, 0.4], [0, 0, 0.4, 0.6]]
+CYCLIC_50 = [[0.5, 0.5, 0, 0], [0, 0.5, 0.5, 0], [0, 0, 0.5, 0.5], [0.5, 0, 0, 0.5]]
+CYCLIC_50_HALF = [[0.75, 0.25, 0, 0], [0, 0.75, 0.25, 0], [0, 0, 0.75, 0.25], [0.25, 0, 0, 0.75]]
+
+
+@pytest.mark.parametrize(
+    "mode, rate, class_map, fraction, expected",
+    [
+        ("symmetric", 0.5, None, 1.0, [[0.5, S, S, S], [S, 0.5, S, S], [S, S, 0.5, S], [S, S, S, 0.5]]),
+        (
+            "symmetric",
+            [0, 0.3, 0, 0.9],
+            None,
+            1.0,
+            [[1, 0, 0, 0], [0.1, 0.7, 0.1, 0.1], [0, 0, 1, 0], [0.3] * 3 + [0.1]],
+        ),
+        ("asymmetric", 0.5, None, 1.0, CYCLIC_50),
+        ("asymmetric", 0.4, [1, 0, 3, 2], 1.0, PAIR_FLIP_40),
+        ("asymmetric", [0, 0.5, 0, 0], [0, 1, 1, 3], 1.0, np.eye(4)),  # a class mapped to itself: no-op
+        ("asymmetric", 0.5, None, 0.5, CYCLIC_50_HALF),  # half the images corrupted: (I + T) / 2
+    ],
+)
+def test_noise_transition_matrix_golden_values(
+    mode: str, rate: Any, class_map: list[int] | None, fraction: float, expected: Any
+) -> None:
+    matrix = noise_transition_matrix(mode, 4, rate, class_map, fraction=fraction)
+    assert matrix.shape == (4, 4) and matrix.dtype == np.float64
+    np.testing.assert_allclose(matrix, expected, atol=1e-12)
+
+
+def test_noise_transition_matrix_identifiability_of_the_standard_settings() -> None:
+    """JCAS_METHOD.md section 5: cyclic 50 % on 4 classes is singular, pair-flip 40 % has eigenvalue 0.2."""
+    cyclic = noise_transition_matrix("asymmetric", 4, 0.5)
+    assert abs(np.linalg.det(cyclic)) < 1e-12
+    pair_flip = noise_transition_matrix("asymmetric", 4, 0.4, [1, 0, 3, 2])
+    assert min(abs(np.linalg.eigvals(pair_flip))) == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, match",
+    [
+        (("ellipse", 4, 0.5), {}, "class-conditional"),
+        (("morph", 4, 0.5), {}, "class-conditional"),
+        (("transition", 4), {}, "needs a transition matrix"),
+        (("transition", 4), {"transition": np.eye(3)}, r"4 x 4 transition"),
+        (("symmetric", 4, [0.5, 0.5]), {}, "4 per-class rates"),
+        (("asymmetric", 4, 0.5, [0, 1, 2]), {}, "class_map"),
+        (("symmetric", 4, 0.5), {"fraction": 2.0}, "fraction"),
+        (("symmetric", 1, 0.5), {}, "num_classes"),
+    ],
+)
+def test_noise_transition_matrix_ill_arguments(args: tuple, kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        noise_transition_matrix(*args, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -209,10 +352,10 @@ def test_morph_dilations_meet_without_eating_each_other() -> None:
 @pytest.mark.parametrize("mode", RANDOM_MODES)
 def test_same_seed_same_output_different_seed_different(mode: str) -> None:
     label = scene(2)
-    first = SimulateLabelNoise(mode, 4).set_random_state(7)(label)
-    again = SimulateLabelNoise(mode, 4).set_random_state(7)(label)
+    first = SimulateLabelNoise(mode, 4, **extra(mode)).set_random_state(7)(label)
+    again = SimulateLabelNoise(mode, 4, **extra(mode)).set_random_state(7)(label)
     np.testing.assert_array_equal(first, again)
-    others = [SimulateLabelNoise(mode, 4).set_random_state(s)(label) for s in (8, 9, 10)]
+    others = [SimulateLabelNoise(mode, 4, **extra(mode)).set_random_state(s)(label) for s in (8, 9, 10)]
     assert any(not np.array_equal(first, other) for other in others)
 
 
@@ -222,7 +365,7 @@ def test_set_determinism_through_compose(mode: str) -> None:
     outputs = []
     for _ in range(2):
         set_determinism(seed=11)
-        outputs.append(Compose([SimulateLabelNoised("label", mode, 4)])({"label": label})["label"])
+        outputs.append(Compose([SimulateLabelNoised("label", mode, 4, **extra(mode))])({"label": label})["label"])
     set_determinism(None)
     np.testing.assert_array_equal(outputs[0], outputs[1])
 
@@ -230,16 +373,16 @@ def test_set_determinism_through_compose(mode: str) -> None:
 @pytest.mark.parametrize("mode", NOISE_MODES)
 def test_every_mode_works_in_3d(mode: str) -> None:
     label = scene(3)
-    noisy = SimulateLabelNoise(mode, 4, radius=(1, 2)).set_random_state(0)(label)
+    noisy = SimulateLabelNoise(mode, 4, radius=(1, 2), **extra(mode)).set_random_state(0)(label)
     assert noisy.shape == label.shape and noisy.dtype == label.dtype
     changed = (noisy != label).mean()
-    assert 0 < changed < (0.6 if mode in ("symmetric", "asymmetric") else 0.3)
+    assert 0 < changed < (0.6 if mode in ("symmetric", "asymmetric", "transition") else 0.3)
     assert set(np.unique(noisy)) <= {0, 1, 2, 3}
 
 
 @pytest.mark.parametrize("mode", NOISE_MODES)
 def test_fraction_zero_changes_nothing(mode: str) -> None:
-    transform = SimulateLabelNoise(mode, 4, fraction=0.0).set_random_state(0)
+    transform = SimulateLabelNoise(mode, 4, fraction=0.0, **extra(mode)).set_random_state(0)
     label = scene(2)
     assert all(np.array_equal(transform(label), label) for _ in range(10))
 
@@ -260,7 +403,7 @@ def test_ignore_index_untouched(mode: str, spatial_dims: int) -> None:
     ignored[..., :3] = True
     ignored[(0, slice(10, 16)) + (slice(None),) * (spatial_dims - 1)] = True  # crosses the ellipse
     label[ignored] = 255
-    noisy = SimulateLabelNoise(mode, 4, radius=(2, 3), ignore_index=255).set_random_state(0)(label)
+    noisy = SimulateLabelNoise(mode, 4, radius=(2, 3), ignore_index=255, **extra(mode)).set_random_state(0)(label)
     np.testing.assert_array_equal(noisy[ignored], 255)
     assert not (noisy[~ignored] == 255).any()
 
@@ -278,7 +421,7 @@ def test_ignore_index_untouched(mode: str, spatial_dims: int) -> None:
 @pytest.mark.parametrize("mode", NOISE_MODES)
 def test_type_dtype_shape_and_meta_kept(make: Any, mode: str) -> None:
     label = make(scene(2))
-    noisy = SimulateLabelNoise(mode, 4).set_random_state(0)(label)
+    noisy = SimulateLabelNoise(mode, 4, **extra(mode)).set_random_state(0)(label)
     assert type(noisy) is type(label) and noisy.dtype == label.dtype and noisy.shape == label.shape
     if isinstance(label, MetaTensor):
         torch.testing.assert_close(noisy.affine, label.affine)
@@ -298,21 +441,35 @@ def test_dictionary_form_shares_one_draw_and_forwards_seed() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    "kwargs, match",
     [
-        {"mode": "gaussian", "num_classes": 4},
-        {"mode": "symmetric", "num_classes": 1},
-        {"mode": "symmetric", "num_classes": 4, "rate": 1.5},
-        {"mode": "symmetric", "num_classes": 4, "fraction": -0.1},
-        {"mode": "morph", "num_classes": 4, "radius": (3, 2)},
-        {"mode": "morph", "num_classes": 4, "radius": (-1, 2)},
-        {"mode": "asymmetric", "num_classes": 4, "class_map": [1, 2, 3]},
-        {"mode": "asymmetric", "num_classes": 4, "class_map": [1, 2, 3, 4]},
-        {"mode": "ellipse", "num_classes": 4, "ignore_index": 2},
+        ({"mode": "gaussian", "num_classes": 4}, "mode"),
+        ({"mode": "symmetric", "num_classes": 1}, "num_classes"),
+        ({"mode": "symmetric", "num_classes": 4, "rate": 1.5}, r"rate in \[0, 1\]"),
+        ({"mode": "symmetric", "num_classes": 4, "rate": [0.1, 0.2, 0.3]}, "4 per-class rates"),
+        ({"mode": "asymmetric", "num_classes": 4, "rate": [0.1, 0.2, 0.3, 0.4, 0.5]}, "4 per-class rates"),
+        ({"mode": "asymmetric", "num_classes": 4, "rate": [0.0, 0.0, 1.2, 0.0]}, r"rate in \[0, 1\]"),
+        ({"mode": "symmetric", "num_classes": 4, "rate": [0.0, -0.1, 0.0, 0.0]}, r"rate in \[0, 1\]"),
+        ({"mode": "symmetric", "num_classes": 4, "rate": [[0.1, 0.2], [0.3, 0.4]]}, "per-class rates"),
+        ({"mode": "symmetric", "num_classes": 4, "fraction": -0.1}, "fraction"),
+        ({"mode": "morph", "num_classes": 4, "radius": (3, 2)}, "radius"),
+        ({"mode": "morph", "num_classes": 4, "radius": (-1, 2)}, "radius"),
+        ({"mode": "asymmetric", "num_classes": 4, "class_map": [1, 2, 3]}, "class_map"),
+        ({"mode": "asymmetric", "num_classes": 4, "class_map": [1, 2, 3, 4]}, "class_map"),
+        ({"mode": "ellipse", "num_classes": 4, "ignore_index": 2}, "ignore_index"),
+        ({"mode": "transition", "num_classes": 4}, "needs a C x C transition"),
+        ({"mode": "symmetric", "num_classes": 4, "transition": TRANSITION}, "only used by mode 'transition'"),
+        ({"mode": "transition", "num_classes": 3, "transition": TRANSITION}, r"3 x 3 transition.*\(4, 4\)"),
+        ({"mode": "transition", "num_classes": 2, "transition": [0.5, 0.5]}, r"2 x 2 transition.*\(2,\)"),
+        ({"mode": "transition", "num_classes": 2, "transition": [[1.2, -0.2], [0, 1]]}, "non-negative"),
+        ({"mode": "transition", "num_classes": 2, "transition": [[0.9, 0.2], [0, 1]]}, r"summing to 1.*1\.1"),
+        ({"mode": "transition", "num_classes": 2, "transition": [[0.5, 0.5], [0, 0]]}, "summing to 1"),
+        ({"mode": "transition", "num_classes": 2, "transition": [[np.nan, 1], [0, 1]]}, "non-negative"),
+        ({"mode": "transition", "num_classes": 2, "transition": [[1, 0], [0]]}, "2 x 2"),
     ],
 )
-def test_ill_arguments(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+def test_ill_arguments(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
         SimulateLabelNoise(**kwargs)
 
 
@@ -329,4 +486,4 @@ def test_ill_arguments(kwargs: dict[str, Any]) -> None:
 @pytest.mark.parametrize("mode", NOISE_MODES)
 def test_ill_labels(label: np.ndarray, match: str, mode: str) -> None:
     with pytest.raises(ValueError, match=match):
-        SimulateLabelNoise(mode, 4)(label)
+        SimulateLabelNoise(mode, 4, **extra(mode))(label)

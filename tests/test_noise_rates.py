@@ -8,7 +8,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Tests of scripts/noise_rates.py: exact counts against an O(N^2) brute force, sampled estimate, golden values."""
+"""Tests of scripts/noise_rates.py: exact counts against an O(N^2) brute force, sampled estimate, golden values,
+confusion table and empirical transition."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 import torch
 
 from scripts.noise import SimulateLabelNoise
-from scripts.noise_rates import noise_rates, pair_counts
+from scripts.noise_rates import confusion_matrix, empirical_transition, noise_rates, pair_counts
 
 
 def brute_force(noisy: np.ndarray, clean: np.ndarray, ignore_index: int | None = None) -> dict[str, float]:
@@ -38,14 +39,16 @@ def brute_force(noisy: np.ndarray, clean: np.ndarray, ignore_index: int | None =
     }
 
 
-@pytest.mark.parametrize("mode", ["ellipse", "morph", "symmetric", "asymmetric"])
+@pytest.mark.parametrize("mode", ["ellipse", "morph", "symmetric", "asymmetric", "transition"])
 @pytest.mark.parametrize("ignore_index", [None, 9])
 def test_exact_equals_brute_force(mode: str, ignore_index: int | None) -> None:
     clean = np.zeros((1, 18, 22), dtype=np.int64)
     clean[0, 3:12, 4:15], clean[0, 10:16, 12:20], clean[0, 1:4, 16:21] = 1, 2, 3
     if ignore_index is not None:
         clean[0, :, :2] = ignore_index
-    noisy = SimulateLabelNoise(mode, 4, radius=(1, 2), ignore_index=ignore_index).set_random_state(0)(clean)
+    transition = [[0.7, 0.1, 0.1, 0.1], [0.2, 0.6, 0.2, 0], [0, 0.5, 0.5, 0], [0, 0, 0.3, 0.7]]
+    extra = {"transition": transition} if mode == "transition" else {}
+    noisy = SimulateLabelNoise(mode, 4, radius=(1, 2), ignore_index=ignore_index, **extra).set_random_state(0)(clean)
     assert (noisy != clean).any()
     rates = noise_rates(noisy, clean, 4, ignore_index)
     expected = brute_force(noisy, clean, ignore_index)
@@ -87,6 +90,29 @@ def test_per_class_confusion_and_counts() -> None:
     assert rates["confusion"] == [[2, 2, 0, 0], [1, 1, 0, 0], [0, 0, 2, 0], [0, 0, 0, 0]]
     assert rates["pixels_changed"] == 3 and rates["num_pixels"] == 8 and rates["num_pairs"] == 56
     assert pair_counts(np.array(rates["confusion"]))[3] == 56
+
+
+def test_confusion_matrix_hand_values_and_ignore_index() -> None:
+    clean = np.array([[0, 0, 0, 1, 1, 2, 9, 2]])
+    noisy = np.array([[0, 1, 1, 1, 0, 2, 2, 9]])  # the last two pixels are ignored (9 in either map)
+    confusion = confusion_matrix(noisy, clean, 4, ignore_index=9)
+    np.testing.assert_array_equal(confusion, [[1, 2, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]])
+    assert confusion.dtype == np.int64
+    assert noise_rates(noisy, clean, 4, 9)["confusion"] == confusion.tolist()
+    assert confusion_matrix(torch.as_tensor(noisy), torch.as_tensor(clean), 4, 9).tolist() == confusion.tolist()
+    assert confusion_matrix(np.array([0, 2]), np.array([0, 1])).shape == (3, 3)  # C inferred: max label + 1
+    with pytest.raises(ValueError, match=r"noisy values in 0\.\.3, got 0\.\.9"):
+        confusion_matrix(noisy, clean, 4)  # 9 is a value, not ignored
+
+
+def test_empirical_transition_rows_and_absent_classes() -> None:
+    confusion = [[1, 2, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    expected = [[1 / 3, 2 / 3, 0, 0], [0.5, 0.5, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]  # class 3 absent: identity row
+    np.testing.assert_allclose(empirical_transition(confusion), expected)
+    np.testing.assert_array_equal(empirical_transition(np.zeros((2, 2), dtype=int)), np.eye(2))
+    for bad in ([[1, 2, 3]], [[1, -1], [0, 1]], [1, 2]):
+        with pytest.raises(ValueError, match="C x C table"):
+            empirical_transition(bad)
 
 
 def test_num_classes_inferred_and_empty_input() -> None:
