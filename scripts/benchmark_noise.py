@@ -144,7 +144,7 @@ def prepare_datalists(args: argparse.Namespace, work: Path) -> tuple[Path, dict[
     for mode in args.modes:
         out = work / "data" / mode
         if not (out / "datalist.json").is_file():
-            make_noisy(source, out, num_classes=args.num_classes, seed=args.noise_seed, **MODES[mode])
+            make_noisy(source, out, num_classes=args.num_classes, seed=args.noise_seed, overwrite=True, **MODES[mode])
         noisy[mode] = out / "datalist.json"
     content = json.loads(noisy[args.modes[0]].read_text())  # absolute paths, with the clean label kept
     for entry in content["training"]:
