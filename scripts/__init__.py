@@ -17,12 +17,18 @@ from . import config, dar, data, demo_data, handlers, losses, network, noise, no
 from .dar import DAR, dar_rectify
 from .data import CheckImageLabeld, LoadImageByFormatd, load_datalist
 from .demo_data import ensure_demo_dataset, make_demo_dataset
-from .handlers import CALCStageHandler, CALCStatsHandler, latest_checkpoint
+from .handlers import (
+    CALCStageHandler,
+    CALCStatsHandler,
+    TransitionEstimateHandler,
+    TransitionOptimizerHandler,
+    latest_checkpoint,
+)
 from .losses import CALCLoss, class_prior
 from .network import JCASNet
-from .noise import SimulateLabelNoise, SimulateLabelNoised
+from .noise import SimulateLabelNoise, SimulateLabelNoised, noise_transition_matrix
 from .noise_rates import noise_rates as compute_noise_rates
-from .transition import NoiseTransition, affinity_transition_from_class
+from .transition import NoiseTransition, affinity_transition_from_class, anchor_transition
 
 __all__ = [
     "DAR",
@@ -35,7 +41,10 @@ __all__ = [
     "NoiseTransition",
     "SimulateLabelNoise",
     "SimulateLabelNoised",
+    "TransitionEstimateHandler",
+    "TransitionOptimizerHandler",
     "affinity_transition_from_class",
+    "anchor_transition",
     "class_prior",
     "compute_noise_rates",
     "config",
@@ -52,5 +61,6 @@ __all__ = [
     "network",
     "noise",
     "noise_rates",
+    "noise_transition_matrix",
     "transition",
 ]
