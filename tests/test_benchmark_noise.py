@@ -81,4 +81,6 @@ def test_run_plan_learning_rates(tmp_path):
     assert (jcas["learning_rate"], jcas["warmup_epochs"]) == (0.01, 15) and "use_dar" not in jcas
     assert "JCAS without L_A" not in args.methods
     _, trusted = run_plan(args, TRUSTED, "asymmetric", 0, datalist, tmp_path)
-    assert trusted["trusted_transition"] is True and trusted["learning_rate"] == 0.01
+    assert trusted["transition_estimate"] == "trusted" and trusted["learning_rate"] == 0.01
+    assert trusted["reference_transition"] == datalist.parent / "noise_report.json"
+    assert parse_args([]).modes == ["ellipse", "morph", "symmetric", "pairflip", "confusion"]
