@@ -48,7 +48,7 @@ def test_read_scores_averages_classes_not_images(tmp_path):
 
 def test_quick_defaults_and_overrides():
     args = parse_args(["--quick", "--override", "image_size=[80, 64]", "amp=false"])
-    assert (args.seeds, args.epochs, args.warmup, args.modes) == ([0], 40, 15, ["ellipse", "asymmetric"])
+    assert (args.seeds, args.epochs, args.warmup, args.modes) == ([0], 40, 15, ["confusion", "symmetric"])
     assert args.override == {"image_size": [80, 64], "amp": False}
     with pytest.raises(SystemExit):
         parse_args(["--epochs", "5", "--warmup", "6"])
