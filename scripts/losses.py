@@ -53,12 +53,14 @@ def forward_corrected_nll(
     Returns:
         scalar mean over the non-ignored pixels.
     """
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # AMP: the loss is computed in float32
-    if t_class is None:
-        return F.cross_entropy(logits, target, ignore_index=ignore_index)
-    noisy_probs = torch.einsum("bc...,cd->bd...", torch.softmax(logits, dim=1), t_class.to(logits))
-    # nll_loss's backward needs a contiguous input, and einsum may return a permuted view
-    return F.nll_loss(torch.log(noisy_probs.clamp_min(_CLAMP)).contiguous(), target, ignore_index=ignore_index)
+    # float32 even under autocast (whose einsum would return float16, where the clamp at 1e-10 is 0)
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        if t_class is None:
+            return F.cross_entropy(logits, target, ignore_index=ignore_index)
+        noisy_probs = torch.einsum("bc...,cd->bd...", torch.softmax(logits, dim=1), t_class.to(logits))
+        # nll_loss's backward needs a contiguous input, and einsum may return a permuted view
+        return F.nll_loss(torch.log(noisy_probs.clamp_min(_CLAMP)).contiguous(), target, ignore_index=ignore_index)
 
 
 def _pair_bce_sum(
@@ -71,12 +73,15 @@ def _pair_bce_sum(
     t_affinity: torch.Tensor,
 ) -> torch.Tensor:
     """Sum of corrected pair BCE over the pairs (rows × all); f_rows: B,R,D; f: B,N,D; y_* and valid_*: B,R / B,N."""
-    affinity = torch.bmm(f_rows, f.transpose(1, 2))  # B, R, N
-    p_same = t_affinity[0, 1] + affinity * (t_affinity[1, 1] - t_affinity[0, 1])
-    same = y_rows.unsqueeze(2) == y.unsqueeze(1)
-    prob = torch.where(same, p_same, 1 - p_same)
-    pair_valid = valid_rows.unsqueeze(2) & valid.unsqueeze(1)
-    return -(torch.log(prob.clamp_min(_CLAMP)) * pair_valid).sum()
+    with torch.autocast(device_type=f.device.type, enabled=False):  # float32 pairs: the clamp at 1e-10 is not 0
+        dtype = torch.promote_types(f.dtype, torch.float32)
+        f_rows, f, t_affinity = f_rows.to(dtype), f.to(dtype), t_affinity.to(dtype)
+        affinity = torch.bmm(f_rows, f.transpose(1, 2))  # B, R, N
+        p_same = t_affinity[0, 1] + affinity * (t_affinity[1, 1] - t_affinity[0, 1])
+        same = y_rows.unsqueeze(2) == y.unsqueeze(1)
+        prob = torch.where(same, p_same, 1 - p_same)
+        pair_valid = valid_rows.unsqueeze(2) & valid.unsqueeze(1)
+        return -(torch.log(prob.clamp_min(_CLAMP)) * pair_valid).sum()
 
 
 def affinity_bce(
@@ -110,30 +115,33 @@ def affinity_bce(
     """
     if embedding.shape[0] != target.shape[0] or embedding.shape[2:] != target.shape[1:]:
         raise ValueError(f"target BH[WD] {tuple(target.shape)} must match embedding grid {tuple(embedding.shape)}")
-    f = embedding.to(torch.promote_types(embedding.dtype, torch.float32)).flatten(2).transpose(1, 2)  # B, N, D
-    t_affinity = torch.eye(2).to(f) if t_affinity is None else t_affinity.to(f)
-    y = target.flatten(1)  # B, N
-    valid = y != ignore_index
-    batch, n = y.shape
-    if num_pairs is not None:
-        weights = valid.float() + (~valid.any(dim=1, keepdim=True)).float()  # images with no valid pixel: masked below
-        i, j = (torch.multinomial(weights, num_pairs, replacement=True) for _ in range(2))  # B, M
-        gather = lambda x, idx: torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # noqa: E731
-        affinity = (gather(f, i) * gather(f, j)).sum(-1)  # B, M
-        p_same = t_affinity[0, 1] + affinity * (t_affinity[1, 1] - t_affinity[0, 1])
-        prob = torch.where(torch.gather(y, 1, i) == torch.gather(y, 1, j), p_same, 1 - p_same)
-        image_valid = valid.any(dim=1, keepdim=True).float()
-        return -(torch.log(prob.clamp_min(_CLAMP)) * image_valid).sum() / (image_valid.sum() * num_pairs).clamp_min(1)
-    rows = chunk_size or max(1, _CHUNK_ELEMENTS // (batch * n))
-    total = f.new_zeros(())
-    for start in range(0, n, rows):
-        args = (f[:, start : start + rows], f, y[:, start : start + rows], y, valid[:, start : start + rows], valid)
-        if rows < n and torch.is_grad_enabled():
-            total = total + checkpoint(_pair_bce_sum, *args, t_affinity, use_reentrant=False)
-        else:
-            total = total + _pair_bce_sum(*args, t_affinity)
-    num_valid = valid.sum(dim=1).to(f)
-    return total / (num_valid**2).sum().clamp_min(1)
+    with torch.autocast(device_type=embedding.device.type, enabled=False):  # float32 even under autocast
+        f = embedding.to(torch.promote_types(embedding.dtype, torch.float32)).flatten(2).transpose(1, 2)  # B, N, D
+        t_affinity = torch.eye(2).to(f) if t_affinity is None else t_affinity.to(f)
+        y = target.flatten(1)  # B, N
+        valid = y != ignore_index
+        batch, n = y.shape
+        if num_pairs is not None:
+            # images with no valid pixel draw from all pixels, and are masked below
+            weights = valid.float() + (~valid.any(dim=1, keepdim=True)).float()
+            i, j = (torch.multinomial(weights, num_pairs, replacement=True) for _ in range(2))  # B, M
+            gather = lambda x, idx: torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # noqa: E731
+            affinity = (gather(f, i) * gather(f, j)).sum(-1)  # B, M
+            p_same = t_affinity[0, 1] + affinity * (t_affinity[1, 1] - t_affinity[0, 1])
+            prob = torch.where(torch.gather(y, 1, i) == torch.gather(y, 1, j), p_same, 1 - p_same)
+            image_valid = valid.any(dim=1, keepdim=True).float()
+            num_valid_pairs = (image_valid.sum() * num_pairs).clamp_min(1)
+            return -(torch.log(prob.clamp_min(_CLAMP)) * image_valid).sum() / num_valid_pairs
+        rows = chunk_size or max(1, _CHUNK_ELEMENTS // (batch * n))
+        total = f.new_zeros(())
+        for start in range(0, n, rows):
+            args = (f[:, start : start + rows], f, y[:, start : start + rows], y, valid[:, start : start + rows], valid)
+            if rows < n and torch.is_grad_enabled():
+                total = total + checkpoint(_pair_bce_sum, *args, t_affinity, use_reentrant=False)
+            else:
+                total = total + _pair_bce_sum(*args, t_affinity)
+        num_valid = valid.sum(dim=1).to(f)
+        return total / (num_valid**2).sum().clamp_min(1)
 
 
 def affinity_consistency(t_class: torch.Tensor, t_affinity: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:

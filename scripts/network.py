@@ -41,7 +41,8 @@ class JCASNet(nn.Module):
     Shapes:
         - input: BIH[WD].
         - train output: ``{"logits": BCH[WD], "rectified": BCH[WD] (with DAR), "embedding": BDh[wd]}``, the
-          embedding non-negative and unit-norm on the ``affinity_grid`` (h[wd]).
+          embedding non-negative and unit-norm on the ``affinity_grid`` (h[wd]). Under autocast the embedding and
+          the DAR rectification are float32 (DAR's eps and sums are meaningless in float16), hence "rectified" too.
         - eval output: BCH[WD] probabilities in [0, 1] summing to 1 over C.
 
     Args:
@@ -93,10 +94,11 @@ class JCASNet(nn.Module):
         """BIH[WD] images to the train dict or the eval probabilities (see the class docstring)."""
         features = self.backbone(x)
         logits = self.class_head(features)
+        # the embedding is normalised, and DAR computed, in float32 even under autocast (eps would be 0 in float16)
         embedding = normalize_embedding(self.embedding_head(self.pool(features)), self.eps)
         rectified = logits
         if self.use_dar:
-            grid_logits = self.pool(logits)
+            grid_logits = self.pool(logits.to(embedding.dtype))
             rectification = dar_rectify(grid_logits, embedding, self.eps) - grid_logits
             size = logits.shape[2:]
             rectified = logits + F.interpolate(rectification, size=size, mode=self.upsample_mode, align_corners=False)

@@ -245,3 +245,50 @@ def test_bad_inputs():
         loss(pred, target.repeat(1, 2, 1, 1))
     with pytest.raises(ValueError, match="does not match"):
         loss(pred, target[..., :4])
+
+
+def identical_pair_embedding() -> torch.Tensor:
+    """B=1, D=2, grid 1x2: both pixels (.6, .8), so a_12 = 1."""
+    return torch.tensor([[[[0.6, 0.6]], [[0.8, 0.8]]]])
+
+
+LOSS_CASES = {  # name: loss of (logits BCHW, embedding BDHW, target BHW)
+    "nll corrected": lambda q, f, y: forward_corrected_nll(q, y, T_CLASS.repeat(2, 2) / 2),
+    "nll plain": lambda q, f, y: forward_corrected_nll(q, y),
+    "affinity exact": lambda q, f, y: affinity_bce(f, y % 2, T_AFFINITY),
+    "affinity chunked": lambda q, f, y: affinity_bce(f, y % 2, T_AFFINITY, chunk_size=7),
+    "affinity uncorrected": lambda q, f, y: affinity_bce(f, y % 2),
+}
+
+
+@pytest.mark.parametrize("amp_dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", list(LOSS_CASES))
+def test_losses_are_float32_under_autocast(name, amp_dtype):
+    gen = torch.Generator().manual_seed(7)
+    logits = (3 * torch.randn(2, 4, 6, 5, generator=gen)).requires_grad_()
+    embedding = torch.relu(torch.randn(2, 3, 6, 5, generator=gen))
+    embedding = (embedding / embedding.norm(dim=1, keepdim=True).clamp_min(1e-9)).requires_grad_()
+    target = torch.randint(0, 4, (2, 6, 5), generator=gen)
+    expected = LOSS_CASES[name](logits, embedding, target)
+    with torch.autocast("cpu", dtype=amp_dtype):
+        value = LOSS_CASES[name](logits, embedding, target)
+        low = LOSS_CASES[name](logits.to(amp_dtype), embedding.to(amp_dtype), target)  # as a conv would give them
+    assert value.dtype == torch.float32 and low.dtype == torch.float32
+    torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-6)
+    rounded = LOSS_CASES[name](logits.to(amp_dtype).float(), embedding.to(amp_dtype).float(), target)
+    torch.testing.assert_close(low, rounded, rtol=1e-6, atol=1e-6)
+    grads = torch.autograd.grad(value + low, (logits, embedding), allow_unused=True)
+    assert all(g is None or torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("amp_dtype", [torch.bfloat16, torch.float16])
+def test_clamp_is_effective_under_autocast(amp_dtype):
+    # a confident wrong prediction and a wrong "same" pair both have probability ~0 and cost -log(1e-10) = 23.03;
+    # computed in float16 the clamp at 1e-10 rounds to 0 and the loss is inf
+    clamp_cost = -math.log(1e-10)
+    logits = torch.tensor([0.0, 40.0]).view(1, 2, 1, 1)
+    with torch.autocast("cpu", dtype=amp_dtype):
+        nll = forward_corrected_nll(logits, torch.zeros(1, 1, 1, dtype=torch.long), torch.eye(2))
+        bce = affinity_bce(identical_pair_embedding(), torch.tensor([[[0, 1]]]), torch.eye(2))
+    torch.testing.assert_close(nll, torch.tensor(clamp_cost))
+    torch.testing.assert_close(bce, torch.tensor(2 * clamp_cost / 4))  # 2 of the 4 pairs are wrong "same" pairs
