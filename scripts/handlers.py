@@ -39,15 +39,21 @@ __all__ = [
 
 
 def latest_checkpoint(ckpt_dir: str, pattern: str = "checkpoint_epoch=*.pt") -> str:
-    """Path of the newest checkpoint ``CheckpointSaver`` wrote in ``ckpt_dir``, to resume training from.
+    """Path of the newest checkpoint in ``ckpt_dir`` that loads, to resume training from.
+
+    Newest: the highest epoch number in the name, then the latest modification time. A checkpoint that is empty,
+    does not load with ``torch.load(weights_only=True)`` or holds a NaN or an infinity is skipped with a warning
+    (:func:`scripts.checkpoint.newest_loadable`).
 
     Raises:
-        FileNotFoundError: when ``ckpt_dir`` holds no file matching ``pattern``.
+        FileNotFoundError: when ``ckpt_dir`` holds no file matching ``pattern``, or none of them loads.
     """
+    from .checkpoint import newest_loadable  # imported here: the checkpoint tools are not handlers of this module
+
     found = glob.glob(os.path.join(ckpt_dir, pattern))
     if not found:
         raise FileNotFoundError(f"no checkpoint '{pattern}' in '{ckpt_dir}' to resume from; train without resume first")
-    return max(found, key=os.path.getmtime)
+    return newest_loadable(found)
 
 
 class CALCStageHandler:
