@@ -13,7 +13,7 @@
 Configs reach everything as ``scripts.<module>.<name>`` (after ``$import scripts``) or by ``_target_``.
 """
 
-from . import config, dar, data, demo_data, handlers, losses, network, noise, noise_rates, transition
+from . import checkpoint, config, dar, data, demo_data, handlers, losses, network, noise, noise_rates, transition
 from .dar import DAR, dar_rectify
 from .data import CheckImageLabeld, LoadImageByFormatd, load_datalist
 from .demo_data import ensure_demo_dataset, make_demo_dataset
@@ -44,6 +44,7 @@ __all__ = [
     "TransitionEstimateHandler",
     "TransitionOptimizerHandler",
     "affinity_transition_from_class",
+    "checkpoint",
     "anchor_transition",
     "class_prior",
     "compute_noise_rates",

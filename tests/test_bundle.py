@@ -87,7 +87,16 @@ def test_train_writes_checkpoints_and_logs(demo):
     models = demo["root"] / "models"
     assert (models / "model.pt").is_file()
     last = torch.load(models / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
-    assert set(last) == {"network", "loss", "optimizer", "transition_optimizer", "lr_scheduler", "trainer"}
+    assert set(last) == {
+        "settings",
+        "network",
+        "loss",
+        "optimizer",
+        "transition_optimizer",
+        "lr_scheduler",
+        "trainer",
+        "best_metric",
+    }
     assert last["transition_optimizer"]["state"][0]["step"] > 0  # T_C was stepped by its own optimiser
     assert last["trainer"]["iteration"] == 2 * last["trainer"]["epoch_length"]  # ignite keeps the epoch this way
     assert bool(last["loss"]["_correction"])  # epoch 2 ran in the correction stage

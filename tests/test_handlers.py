@@ -100,7 +100,7 @@ def test_latest_checkpoint(tmp_path):
         latest_checkpoint(str(tmp_path))
     for epoch in (9, 10):
         path = tmp_path / f"checkpoint_epoch={epoch}.pt"
-        path.write_bytes(b"")
+        torch.save({"network": {"weight": torch.ones(2)}}, path)
         os.utime(path, (time.time() + epoch, time.time() + epoch))
     (tmp_path / "model.pt").write_bytes(b"")
     assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint_epoch=10.pt")
