@@ -302,7 +302,9 @@ class CALCLoss(_Loss):
                 embedding, grid_target, t_affinity, self.ignore_index, self.affinity_chunk_size, self.affinity_pairs
             )
         if correct:
-            terms["volume"] = transition_log_volume(t_class) + transition_log_volume(t_affinity)
+            terms["volume"] = transition_log_volume(t_class)
+            if self.weights["affinity"] > 0 or self.weights["consistency"] > 0:  # else T_A is unused: leave it be
+                terms["volume"] = terms["volume"] + transition_log_volume(t_affinity)
             if self.weights["consistency"] > 0:
                 terms["consistency"] = affinity_consistency(t_class, t_affinity, self.class_prior)
         total = sum(self.weights.get(name, 1.0) * value for name, value in terms.items())

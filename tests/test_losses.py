@@ -122,6 +122,21 @@ def test_sampled_pairs_are_unbiased():
 
 def test_transition_log_volume():
     torch.testing.assert_close(transition_log_volume(T_CLASS), torch.tensor(math.log(0.5)))
+    # bounded below: a singular or reflected T gives log(floor) and no gradient, never -inf or NaN
+    for singular in (torch.tensor([[0.5, 0.5], [0.5, 0.5]]), torch.tensor([[0.2, 0.8], [0.9, 0.1]])):
+        t = singular.clone().requires_grad_()
+        value = transition_log_volume(t, floor=1e-3)
+        value.backward()
+        assert value.item() == pytest.approx(math.log(1e-3)) and t.grad.abs().max() == 0
+
+
+def test_volume_term_leaves_an_unused_affinity_transition_alone():
+    """Without the affinity loss and the consistency term T_A is unused: its volume must not drive it to singular."""
+    pred = {"logits": torch.randn(1, 3, 4, 4), "embedding": torch.rand(1, 2, 2, 2)}
+    target = torch.randint(0, 3, (1, 4, 4))
+    loss = CALCLoss(3, lambda_affinity=0.0, lambda_consistency=0.0, lambda_volume=1.0, correction=True)
+    loss(pred, target)
+    torch.testing.assert_close(loss.last_terms["volume"], transition_log_volume(loss.t_class()).detach())
 
 
 def test_affinity_consistency_hand_value():
