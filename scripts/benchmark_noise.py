@@ -156,9 +156,9 @@ def prepare_datalists(args: argparse.Namespace, work: Path) -> tuple[Path, dict[
 
 def run_plan(args, method: str, mode: str | None, seed: int, datalist: Path, work: Path) -> tuple[Path, dict]:
     """The run folder and the train.json overrides of one (method, noise mode, seed)."""
-    run_dir = (
-        work / "runs" / (mode or "clean") / method.replace(" ", "_").replace("(", "").replace(")", "") / f"seed{seed}"
-    )
+    name = method.replace(" ", "_").replace("(", "").replace(")", "")
+    name += f"__{args.tag}" if args.override else ""  # runs with extra overrides keep their own folders
+    run_dir = work / "runs" / (mode or "clean") / name / f"seed{seed}"
     overrides = {
         "datalist": datalist,
         "dataset_dir": datalist.parent,
