@@ -157,7 +157,7 @@ def prepare_datalists(args: argparse.Namespace, work: Path) -> tuple[Path, dict[
 def run_plan(args, method: str, mode: str | None, seed: int, datalist: Path, work: Path) -> tuple[Path, dict]:
     """The run folder and the train.json overrides of one (method, noise mode, seed)."""
     name = method.replace(" ", "_").replace("(", "").replace(")", "")
-    name += f"__{args.tag}" if args.override else ""  # runs with extra overrides keep their own folders
+    name += f"__{args.tag}" if args.tag else ""  # a named variant keeps its runs apart
     run_dir = work / "runs" / (mode or "clean") / name / f"seed{seed}"
     overrides = {
         "datalist": datalist,
@@ -329,7 +329,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lr_ce", type=float, default=0.05, help="learning_rate of the methods without DAR (train.json's for the rest)"
     )
     parser.add_argument("--tune", action="store_true", help="validation only: train, never evaluate on test")
-    parser.add_argument("--tag", default="runs", help="name of the --tune output (noise_tuning_TAG.md)")
+    parser.add_argument(
+        "--tag", default="", help="a variant's name: its runs are kept apart, its --tune output is noise_tuning_TAG.md"
+    )
     parser.add_argument("--noise_seed", type=int, default=0, help="seed of the label corruption")
     parser.add_argument("--override", nargs="*", default=[], help="more train.json overrides, key=value (JSON value)")
     parser.add_argument("--work", default=str(BUNDLE_ROOT / "runs" / "benchmark_noise"), help="data, runs, logs")
@@ -376,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     elapsed = time.perf_counter() - start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / (f"noise_tuning_{args.tag}" if args.tune else f"noise_benchmark_{name}")
+    stem = out / (f"noise_tuning_{args.tag or 'defaults'}" if args.tune else f"noise_benchmark_{name}")
     with open(f"{stem}.csv", "w", newline="") as f:
         rows_csv = [{k: v for k, v in r.items() if k != "settings"} for r in results]
         writer = csv.DictWriter(f, fieldnames=sorted({k for r in rows_csv for k in r}, key=lambda k: (k[0] != "m", k)))

@@ -75,7 +75,8 @@ def test_run_plan_learning_rates(tmp_path):
     args = parse_args(["--quick", "--lr_ce", "0.07", "--override", "learning_rate=0.01"])
     datalist = tmp_path / "datalist.json"
     run_dir, ce = run_plan(args, NOISY_CE, "ellipse", 1, datalist, tmp_path)
-    assert run_dir == tmp_path / "runs" / "ellipse" / "CE__runs" / "seed1"  # extra overrides: a folder of its own
+    assert run_dir == tmp_path / "runs" / "ellipse" / "CE" / "seed1"
+    assert run_plan(parse_args(["--tag", "v2"]), NOISY_CE, "ellipse", 1, datalist, tmp_path)[0].parent.name == "CE__v2"
     assert (ce["learning_rate"], ce["use_dar"], ce["warmup_epochs"], ce["seed"]) == (0.07, False, 40, 1)
     _, jcas = run_plan(args, "JCAS", "ellipse", 1, datalist, tmp_path)
     assert (jcas["learning_rate"], jcas["warmup_epochs"]) == (0.01, 15) and "use_dar" not in jcas
