@@ -396,8 +396,8 @@ def main(argv: list[str] | None = None) -> None:
         "",
     ]
     if args.tune:
-        text = "\n".join(header + ["Best validation mDice (%), model selection's own number; no test run.", ""])
-        text += "\n".join(tuning_rows(results, args.modes, args.methods)) + "\n"
+        lines = ["Best validation mDice (%), model selection's own number; no test run.", ""]
+        text = "\n".join(header + lines + tuning_rows(results, args.modes, args.methods)) + "\n"
     else:
         rows, summary = summarise(results, args.modes, args.methods)
         plot(summary, args.modes, args.methods, Path(f"{stem}.png"))
@@ -406,11 +406,9 @@ def main(argv: list[str] | None = None) -> None:
             '"gap closed" is (method − CE) / (clean CE − CE) on mDice.',
             "",
         ]
-        text = "\n".join(header + rows + [""] + target_check(summary, args.modes) + [""])
-        text += "\n".join(
-            ["Validation (model selection) and learned T_C:", ""] + tuning_rows(results, args.modes, args.methods)
-        )
-        text += "\n"
+        lines = header + rows + [""] + target_check(summary, args.modes)
+        lines += ["", "Validation (model selection) and learned T_C:", ""]
+        text = "\n".join(lines + tuning_rows(results, args.modes, args.methods)) + "\n"
     Path(f"{stem}.md").write_text(text)
     print(text)
     print(f"written: {stem}.md, {stem}.csv" + ("" if args.tune else f", {stem}.png"))
