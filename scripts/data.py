@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ __all__ = [
     "READERS",
     "CheckImageLabeld",
     "LoadImageByFormatd",
+    "checked_labels",
     "image_reader",
     "list_images",
     "load_datalist",
@@ -278,6 +279,50 @@ def _values(x: torch.Tensor, limit: int = 10) -> str:
     return f"{shown}{' ...' if len(values) > limit else ''}"
 
 
+def _holds(dtype: torch.dtype, value: int) -> bool:
+    """Whether ``dtype`` can represent the integer ``value``."""
+    if dtype.is_floating_point or dtype.is_complex:
+        return True
+    if dtype == torch.bool:
+        return value in (0, 1)
+    info = torch.iinfo(dtype)
+    return info.min <= value <= info.max
+
+
+def _check_label_values(d: Mapping[Hashable, Any], key: Hashable, num_classes: int, ignore_index: int | None) -> None:
+    """Raise ``ValueError`` naming the file when ``d[key]`` holds a value other than 0..C-1 and ``ignore_index``."""
+    label = torch.as_tensor(d[key])
+    valid = (label >= 0) & (label < num_classes) & (label == torch.round(label))
+    if ignore_index is not None and _holds(label.dtype, ignore_index):  # torch wraps -1 to 255 in uint8 comparisons
+        valid |= label == ignore_index
+    if not bool(valid.all()):
+        bad = label[~valid]
+        allowed = f"0..{num_classes - 1}" + ("" if ignore_index is None else f" or {ignore_index}")
+        raise ValueError(
+            f"{_name(d, key)}: label values must be in {allowed} (num_classes={num_classes}), "
+            f"got {_values(bad)} in {bad.numel()} voxels"
+        )
+
+
+def checked_labels(
+    datalist: Iterable[Mapping[str, Any]],
+    loader: Callable[[Mapping[str, Any]], Mapping[Hashable, Any]],
+    num_classes: int,
+    ignore_index: int | None = None,
+    key: str = "label",
+) -> Iterator[torch.Tensor]:
+    """The ``key`` map of each datalist entry, loaded by ``loader`` and checked as :class:`CheckImageLabeld` checks
+    its values (0..C-1 or ``ignore_index``), for :func:`scripts.losses.class_prior`.
+
+    Raises:
+        ValueError: a value outside the classes, naming the file.
+    """
+    for entry in datalist:
+        d = loader(entry)
+        _check_label_values(d, key, num_classes, ignore_index)
+        yield d[key]
+
+
 class CheckImageLabeld(MapTransform):
     """Check a channel-first image and its label maps; raise ``ValueError`` naming the file and the problem.
 
@@ -347,16 +392,7 @@ class CheckImageLabeld(MapTransform):
             raise ValueError(
                 f"{_name(d, key)}: spatial size {shape[1:]} differs from {_name(d, image_key)} spatial size {spatial}"
             )
-        valid = (label >= 0) & (label < self.num_classes) & (label == torch.round(label))
-        if self.ignore_index is not None:
-            valid |= label == self.ignore_index
-        if not bool(valid.all()):
-            bad = label[~valid]
-            allowed = f"0..{self.num_classes - 1}" + ("" if self.ignore_index is None else f" or {self.ignore_index}")
-            raise ValueError(
-                f"{_name(d, key)}: label values must be in {allowed} (num_classes={self.num_classes}), "
-                f"got {_values(bad)} in {bad.numel()} voxels"
-            )
+        _check_label_values(d, key, self.num_classes, self.ignore_index)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         """Check ``data``; return it as a new dict, arrays unchanged."""
