@@ -13,7 +13,20 @@
 Configs reach everything as ``scripts.<module>.<name>`` (after ``$import scripts``) or by ``_target_``.
 """
 
-from . import checkpoint, config, dar, data, demo_data, handlers, losses, network, noise, noise_rates, transition
+from . import (
+    checkpoint,
+    config,
+    config_check,
+    dar,
+    data,
+    demo_data,
+    handlers,
+    losses,
+    network,
+    noise,
+    noise_rates,
+    transition,
+)
 from .dar import DAR, dar_rectify
 from .data import CheckImageLabeld, LoadImageByFormatd, load_datalist
 from .demo_data import ensure_demo_dataset, make_demo_dataset
@@ -49,6 +62,7 @@ __all__ = [
     "class_prior",
     "compute_noise_rates",
     "config",
+    "config_check",
     "dar",
     "dar_rectify",
     "data",

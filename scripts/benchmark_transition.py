@@ -123,9 +123,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ]
     for r in rows:
         diagonal = ", ".join(f"{v:.2f}" for v in r["learned_diagonal"])
-        lines.append(
-            f"| {r['prior']} | {r['noise']} | {r['start']:.3f} | {r['learned']:.3f} | [{diagonal}] | {r['anchor']:.3f} |"
-        )
+        errors = f"{r['start']:.3f} | {r['learned']:.3f} | [{diagonal}] | {r['anchor']:.3f}"
+        lines.append(f"| {r['prior']} | {r['noise']} | {errors} |")
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

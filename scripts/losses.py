@@ -51,16 +51,20 @@ def forward_corrected_nll(
         ignore_index: label value that contributes nothing.
 
     Returns:
-        scalar mean over the non-ignored pixels.
+        scalar mean over the non-ignored pixels (0 when every pixel is ignored).
     """
     # float32 even under autocast (whose einsum would return float16, where the clamp at 1e-10 is 0)
     with torch.autocast(device_type=logits.device.type, enabled=False):
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         if t_class is None:
-            return F.cross_entropy(logits, target, ignore_index=ignore_index)
-        noisy_probs = torch.einsum("bc...,cd->bd...", torch.softmax(logits, dim=1), t_class.to(logits))
+            log_probs = torch.log_softmax(logits, dim=1)
+        else:
+            noisy_probs = torch.einsum("bc...,cd->bd...", torch.softmax(logits, dim=1), t_class.to(logits))
+            log_probs = torch.log(noisy_probs.clamp_min(_CLAMP))
+        # a sum over the labelled pixels divided by their count (at least 1): a fully ignored batch gives 0, not NaN;
         # nll_loss's backward needs a contiguous input, and einsum may return a permuted view
-        return F.nll_loss(torch.log(noisy_probs.clamp_min(_CLAMP)).contiguous(), target, ignore_index=ignore_index)
+        total = F.nll_loss(log_probs.contiguous(), target, ignore_index=ignore_index, reduction="sum")
+        return total / (target != ignore_index).sum().clamp_min(1)
 
 
 def _pair_bce_sum(

@@ -178,13 +178,15 @@ def write_volumes(folder: Path, count: int, size: int = 24) -> list[dict[str, st
 
 
 def test_train_and_evaluate_3d_nifti(tmp_path):
-    entries = write_volumes(tmp_path, 6)
-    datalist = tmp_path / "datalist.json"
+    data = tmp_path / "data"  # outputs may not lie inside the dataset folder
+    data.mkdir()
+    entries = write_volumes(data, 6)
+    datalist = data / "datalist.json"
     datalist.write_text(json.dumps({"training": entries[:4], "validation": entries[4:5], "test": entries[5:]}))
     override = {
         **TINY_NET,
         "datalist": str(datalist),
-        "dataset_dir": str(tmp_path),
+        "dataset_dir": str(data),
         "ckpt_dir": str(tmp_path / "models"),
         "output_dir": str(tmp_path / "eval"),
         "spatial_dims": 3,
