@@ -33,7 +33,14 @@ def test_verify_net_in_out():
     )
 
 
+def _network_def():
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    return parser.get_parsed_content("network_def")
+
+
 def test_ckpt_export_matches_checkpoint(tmp_path):
+    """A fresh export of models/model.pt (whatever training last wrote there) computes what the checkpoint does."""
     ts_path = tmp_path / "model.ts"
     ckpt_export(
         net_id="network_def",
@@ -42,13 +49,23 @@ def test_ckpt_export_matches_checkpoint(tmp_path):
         meta_file=str(CONFIGS / "metadata.json"),
         config_file=str(CONFIGS / "train.json"),
     )
-    parser = ConfigParser()
-    parser.read_config(str(CONFIGS / "train.json"))
-    network = parser.get_parsed_content("network_def")
+    network = _network_def()
     network.load_state_dict(torch.load(ROOT / "models" / "model.pt", map_location="cpu", weights_only=True))
     network.eval()
     x = torch.rand(1, 3, 160, 128)
     with torch.no_grad():
+        torch.testing.assert_close(torch.jit.load(str(ts_path))(x), network(x))
+
+
+def test_shipped_torchscript_matches_the_network_with_its_weights():
+    """The committed models/model.ts is network_def with the weights it carries; it does not depend on
+    models/model.pt, which a training run rewrites."""
+    scripted = torch.jit.load(str(ROOT / "models" / "model.ts"))
+    network = _network_def()
+    network.load_state_dict(scripted.state_dict())
+    network.eval()
+    x = torch.rand(2, 3, 160, 128)
+    with torch.no_grad():
         expected = network(x)
-        for path in (ts_path, ROOT / "models" / "model.ts"):  # a fresh export and the committed one
-            torch.testing.assert_close(torch.jit.load(str(path))(x), expected)
+        torch.testing.assert_close(scripted(x), expected)
+    assert expected.shape == (2, 4, 160, 128)
