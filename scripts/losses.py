@@ -199,8 +199,9 @@ class CALCLoss(_Loss):
             + λ_{cons} \\|T_A^*(T_C, π) - T_A\\|^2
 
     with ``L_C`` the forward-corrected NLL of the rectified logits ``P`` plus that of the logits ``Q``. The
-    transitions ``t_class`` (``T_C``) and ``t_affinity`` (``T_A``) are submodules, so ``loss.parameters()`` is their
-    optimizer group and ``loss.state_dict()`` saves them with the stage.
+    transitions ``t_class`` (``T_C``) and ``t_affinity`` (``T_A``) are submodules: ``loss.parameters()`` go to their
+    own optimiser (see :class:`scripts.handlers.TransitionOptimizerHandler`) and ``loss.state_dict()`` saves them
+    with the stage.
 
     Shapes:
         - pred: dict from :class:`scripts.network.JCASNet` in train mode: ``"logits"`` BCH[WD] (Q),
