@@ -25,6 +25,7 @@ from . import (
     network,
     noise,
     noise_rates,
+    robust_losses,
     transition,
 )
 from .dar import DAR, dar_rectify
@@ -41,11 +42,15 @@ from .losses import CALCLoss, class_prior
 from .network import JCASNet
 from .noise import SimulateLabelNoise, SimulateLabelNoised, noise_transition_matrix
 from .noise_rates import noise_rates as compute_noise_rates
+from .robust_losses import GCELoss, LogitsLoss, TLoss, make_loss
 from .transition import NoiseTransition, affinity_transition_from_class, anchor_transition
 
 __all__ = [
     "DAR",
     "CALCLoss",
+    "GCELoss",
+    "LogitsLoss",
+    "TLoss",
     "CALCStageHandler",
     "CALCStatsHandler",
     "CheckImageLabeld",
@@ -77,5 +82,7 @@ __all__ = [
     "noise",
     "noise_rates",
     "noise_transition_matrix",
+    "make_loss",
+    "robust_losses",
     "transition",
 ]

@@ -33,6 +33,7 @@ from types import TracebackType
 from typing import Any
 
 __all__ = [
+    "LOSS_TYPES",
     "MAX_EXACT_AFFINITY_PAIRS",
     "ConfigError",
     "check_config",
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+LOSS_TYPES = ("jcas", "ce", "dice_ce", "gce", "tloss")  # train.json's loss_type, see scripts.robust_losses.make_loss
 
 # Pixel pairs per training step (batch_size * N**2) allowed for the exact affinity loss (affinity_pairs null).
 # Measured on a CPU, training step peak memory: 5.4e8 pairs 1.7 GB, 1.3e9 pairs 4.6 GB (about 3.5 bytes a pair),
@@ -134,6 +137,7 @@ def config_problems(
     outputs: Mapping[str, Any] | None = None,
     inputs: Mapping[str, Any] | None = None,
     max_exact_affinity_pairs: int = MAX_EXACT_AFFINITY_PAIRS,
+    loss_type: Any = None,
 ) -> list[str]:
     """Each problem of the given config values, one line naming the key and what was expected (see
     :func:`check_config`). Values are the configs' keys of the same names; None (the default of most) skips a check.
@@ -158,6 +162,7 @@ def config_problems(
         inputs: config key -> folder (or datalist file) the run reads.
         max_exact_affinity_pairs: pixel pairs a step allowed for the exact affinity loss (batch_size * N^2, N the
             grid's product) when ``lambda_affinity`` > 0 and ``affinity_pairs`` is None.
+        loss_type: the training loss, one of :data:`LOSS_TYPES`.
 
     Returns:
         the problems, empty when there are none.
@@ -178,6 +183,8 @@ def config_problems(
     dims = spatial_dims if spatial_dims in (2, 3) and _is_int(spatial_dims) else None
     if dims is None:
         problems.append(f"spatial_dims: expected 2 or 3, got {spatial_dims!r}")
+    if loss_type is not None and loss_type not in LOSS_TYPES:
+        problems.append(f"loss_type: expected one of {', '.join(LOSS_TYPES)}, got {loss_type!r}")
     if not _is_int(batch_size) or batch_size < 1:
         problems.append(f"batch_size: expected an integer >= 1, got {batch_size!r}")
     epochs_ok = max_epochs is None or (_is_int(max_epochs) and max_epochs >= 1)
@@ -261,11 +268,11 @@ def _message(problems: Sequence[str]) -> str:
 def check_config(**values: Any) -> None:
     """Check config values before the run reads data or writes files; the keys are :func:`config_problems`'s.
 
-    Checks: ``num_classes`` >= 2; ``class_names`` one per class; ``spatial_dims`` 2 or 3; ``image_size`` and
-    ``affinity_grid`` one int (or one per spatial dim) each, the grid no larger than the image; with the exact
-    affinity loss (``affinity_pairs`` null, ``lambda_affinity`` > 0) at most ``max_exact_affinity_pairs``
-    (:data:`MAX_EXACT_AFFINITY_PAIRS`) pixel pairs a step; ``warmup_epochs`` <= ``max_epochs`` (equal: the explicit
-    way to train without noise correction, logged); loss weights, ``weight_decay`` and ``transition_lr`` >= 0,
+    Checks: ``loss_type`` a known loss; ``num_classes`` >= 2; ``class_names`` one per class; ``spatial_dims`` 2 or 3;
+    ``image_size`` and ``affinity_grid`` one int (or one per spatial dim) each, the grid no larger than the image; with
+    the exact affinity loss (``affinity_pairs`` null, ``lambda_affinity`` > 0) at most ``max_exact_affinity_pairs``
+    (:data:`MAX_EXACT_AFFINITY_PAIRS`) pixel pairs a step; ``warmup_epochs`` <= ``max_epochs`` (equal: the explicit way
+    to train without noise correction, logged); loss weights, ``weight_decay`` and ``transition_lr`` >= 0,
     ``learning_rate`` > 0; each of ``outputs`` (key -> folder written) outside each of ``inputs`` (key -> folder
     read, or a datalist file for its folder). Arguments left out are not checked (``num_classes`` is required).
 

@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 TRAIN = json.loads((CONFIGS / "train.json").read_text())
 CHECKED = (  # the train.json keys that check_config receives, with their shipped values
+    "loss_type",
     "num_classes",
     "class_names",
     "spatial_dims",
@@ -73,6 +74,7 @@ def test_shipped_values_pass(tmp_path):
 
 
 CASES = [  # overrides, the key the message must name, words of what was expected
+    ({"loss_type": "mae"}, "loss_type", "jcas, ce, dice_ce, gce, tloss"),
     ({"num_classes": 1, "class_names": ["background"]}, "num_classes", "integer >= 2"),
     ({"num_classes": 2.5}, "num_classes", "integer >= 2"),
     ({"num_classes": True}, "num_classes", "integer >= 2"),
@@ -113,6 +115,7 @@ def test_each_check_names_its_key(tmp_path, override, key, expected):
     [
         {"warmup_epochs": 40, "max_epochs": 40},  # equal: the explicit way to train without correction
         {"warmup_epochs": 0},  # correct from the start
+        *({"loss_type": name} for name in ("ce", "dice_ce", "gce", "tloss")),
         {"affinity_grid": 200, "image_size": [256, 256], "affinity_pairs": 65536},  # sampled: no pair budget
         {"affinity_grid": 200, "image_size": [256, 256], "lambda_affinity": 0.0},  # no affinity loss
         {"image_size": [-1, 128]},  # a size <= 0 keeps the image's: not compared
