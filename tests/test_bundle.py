@@ -225,3 +225,20 @@ def test_multi_gpu_config_on_two_cpu_processes(demo, tmp_path):
     assert "t_class.weight" in last["loss"] and "class_head.weight" in last["network"]  # saved without "module."
     estimates = re.findall(r"T_C estimated \(trusted\): (\[.*\])", done.stdout + done.stderr)
     assert len(estimates) == 2 and estimates[0] == estimates[1], estimates  # one per process, summed over both
+
+
+def test_multi_gpu_config_with_a_parameter_free_loss(demo, tmp_path):
+    """A loss without parameters (here GCE) is not wrapped in DistributedDataParallel, and the network's unused
+    affinity head (use_dar false, no affinity loss) does not stop DDP."""
+    override = {**demo["override"], "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
+    override.update(loss_type="gce", use_dar=False, lambda_affinity=0.0, lambda_consistency=0.0, max_epochs=1)
+    args = [
+        f"--{key}={value!r}" if not isinstance(value, str) else f"--{key}={value}" for key, value in override.items()
+    ]
+    configs = str([str(CONFIGS / "train.json"), str(CONFIGS / "multi_gpu_train.json")])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle"]
+    cmd += ["run", "training", "--config_file", configs, "--bundle_root", str(ROOT), "--dist_backend", "gloo"]
+    cmd += ["--device", "$torch.device('cpu')", *args]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (tmp_path / "models" / "model.pt").is_file()
