@@ -30,6 +30,7 @@ __all__ = [
     "CALCLoss",
     "affinity_bce",
     "affinity_consistency",
+    "class_index_target",
     "class_prior",
     "forward_corrected_nll",
     "transition_log_volume",
@@ -37,6 +38,24 @@ __all__ = [
 
 _CLAMP = 1e-10  # probabilities are clamped here before the log, as in the paper
 _CHUNK_ELEMENTS = 2**22  # pair elements per chunk of the exact affinity loss when no chunk size is given
+
+
+def class_index_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The BH[WD] int64 class-index target of BCH[WD] ``logits`` from a B1H[WD] or BH[WD] ``target``.
+
+    Raises:
+        ValueError: a target with more than one channel, or whose batch and spatial size differ from the logits'.
+    """
+    if target.ndim == logits.ndim:
+        if target.shape[1] != 1:
+            raise ValueError(f"expected a one-channel B1H[WD] or BH[WD] target, got {tuple(target.shape)}")
+        target = target[:, 0]
+    if target.shape != logits.shape[:1] + logits.shape[2:]:
+        raise ValueError(
+            f"target {tuple(target.shape)} does not match logits {tuple(logits.shape)}: expected a target of size "
+            f"{tuple(logits.shape[2:])} per image"
+        )
+    return target.long()
 
 
 def forward_corrected_nll(
@@ -287,13 +306,7 @@ class CALCLoss(_Loss):
         if not isinstance(pred, dict) or "logits" not in pred:
             raise TypeError(f"CALCLoss expects JCASNet's train-mode dict with 'logits', got {type(pred).__name__}")
         logits = pred["logits"]
-        if target.ndim == logits.ndim:
-            if target.shape[1] != 1:
-                raise ValueError(f"expected a one-channel B1H[WD] target, got {tuple(target.shape)}")
-            target = target[:, 0]
-        if target.shape != logits.shape[:1] + logits.shape[2:]:
-            raise ValueError(f"target {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
-        target = target.long()
+        target = class_index_target(logits, target)
         correct = self.correction
         t_class = self.t_class() if correct else None
         t_affinity = self.t_affinity() if correct else None

@@ -26,6 +26,7 @@ from monai.losses import DiceCELoss
 from torch.nn.modules.loss import _Loss
 
 from .config_check import LOSS_TYPES
+from .losses import class_index_target
 
 __all__ = ["LOSS_TYPES", "GCELoss", "LogitsLoss", "TLoss", "generalized_cross_entropy", "make_loss", "t_nll"]
 
@@ -36,13 +37,7 @@ def _class_target(logits: torch.Tensor, target: torch.Tensor, ignore_index: int 
     """(BH[WD] class indices with ignored pixels set to 0, BH[WD] bool mask of the pixels that count)."""
     if logits.ndim < 3:
         raise ValueError(f"expected BNH[WD] logits, got {tuple(logits.shape)}")
-    if target.ndim == logits.ndim:
-        if target.shape[1] != 1:
-            raise ValueError(f"expected a B1H[WD] or BH[WD] target, got {tuple(target.shape)}")
-        target = target[:, 0]
-    if target.shape != logits.shape[:1] + logits.shape[2:]:
-        raise ValueError(f"expected a target of size {tuple(logits.shape[2:])} per image, got {tuple(target.shape)}")
-    target = target.long()
+    target = class_index_target(logits, target)
     valid = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
     return torch.where(valid, target, torch.zeros_like(target)), valid
 

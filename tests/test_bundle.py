@@ -207,11 +207,8 @@ def test_train_and_evaluate_3d_nifti(tmp_path):
     assert len(rows) == 1 and set(rows[0]) == {"filename", "class0", "class1", "mean"}
 
 
-def test_multi_gpu_config_on_two_cpu_processes(demo, tmp_path):
-    """multi_gpu_train.json with DistributedDataParallel (network and transitions) on two gloo processes; the
-    trusted-label transition, estimated on each process's half of the validation split, is the same on both."""
-    override = {**demo["override"], "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
-    override["transition_estimate"] = "trusted"
+def run_multi_gpu(override: dict) -> subprocess.CompletedProcess:
+    """multi_gpu_train.json on two gloo processes on the CPU (torchrun); asserts it exits 0."""
     args = [
         f"--{key}={value!r}" if not isinstance(value, str) else f"--{key}={value}" for key, value in override.items()
     ]
@@ -221,6 +218,15 @@ def test_multi_gpu_config_on_two_cpu_processes(demo, tmp_path):
     cmd += ["--device", "$torch.device('cpu')", *args]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_multi_gpu_config_on_two_cpu_processes(demo, tmp_path):
+    """multi_gpu_train.json with DistributedDataParallel (network and transitions) on two gloo processes; the
+    trusted-label transition, estimated on each process's half of the validation split, is the same on both."""
+    override = {**demo["override"], "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
+    override["transition_estimate"] = "trusted"
+    done = run_multi_gpu(override)
     last = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
     assert "t_class.weight" in last["loss"] and "class_head.weight" in last["network"]  # saved without "module."
     estimates = re.findall(r"T_C estimated \(trusted\): (\[.*\])", done.stdout + done.stderr)
@@ -232,13 +238,5 @@ def test_multi_gpu_config_with_a_parameter_free_loss(demo, tmp_path):
     affinity head (use_dar false, no affinity loss) does not stop DDP."""
     override = {**demo["override"], "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
     override.update(loss_type="gce", use_dar=False, lambda_affinity=0.0, lambda_consistency=0.0, max_epochs=1)
-    args = [
-        f"--{key}={value!r}" if not isinstance(value, str) else f"--{key}={value}" for key, value in override.items()
-    ]
-    configs = str([str(CONFIGS / "train.json"), str(CONFIGS / "multi_gpu_train.json")])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle"]
-    cmd += ["run", "training", "--config_file", configs, "--bundle_root", str(ROOT), "--dist_backend", "gloo"]
-    cmd += ["--device", "$torch.device('cpu')", *args]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_multi_gpu(override)
     assert (tmp_path / "models" / "model.pt").is_file()
