@@ -8,7 +8,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Robustness benchmark: JCAS against cross-entropy, its ablations and the clean-label upper bound.
+"""Robustness benchmark: JCAS against cross-entropy, robust losses, its ablations and the clean-label upper bound.
 
 Usage::
 
@@ -20,7 +20,9 @@ Every run trains and evaluates through the bundle's own configs (``configs/train
 with command-line overrides, in a subprocess. The training labels of a clean datalist (by default the demo data,
 generated without noise) are corrupted with ``scripts.make_noisy`` in each noise mode; model selection uses the
 validation split only, and scores come from the held-out test split with clean labels. The methods without DAR
-train at ``--lr_ce`` (cross-entropy's best on validation), the others at train.json's ``learning_rate``. A finished
+train at ``--lr_ce`` (cross-entropy's best on validation) or their own ``--method_lr``, the others at train.json's
+``learning_rate``. The robust-loss peers (``--methods`` "Dice-CE" "GCE" "T-Loss") are the bundle's ``loss_type``
+options on the same backbone without DAR. A finished
 run is reused when its overrides and the code it ran (configs and scripts, see :func:`code_digest`) are unchanged,
 so an interrupted benchmark continues where it stopped, and ``--quick`` and the full setting share runs.
 
@@ -66,9 +68,13 @@ METHODS = {  # method -> train.json overrides; warmup_epochs None: no correction
     "JCAS without L_A": {"lambda_affinity": 0.0},
     FROM_IDENTITY: {"transition_estimate": "none"},
     TRUSTED: {"transition_estimate": "trusted"},
+    "Dice-CE": {**NO_AFFINITY, "warmup_epochs": None, "loss_type": "dice_ce"},  # MONAI's DiceCELoss
+    "GCE": {**NO_AFFINITY, "warmup_epochs": None, "loss_type": "gce"},  # generalized cross-entropy, q = gce_q
+    "T-Loss": {**NO_AFFINITY, "warmup_epochs": None, "loss_type": "tloss"},  # Student-t NLL, learned tolerance
 }
+PEERS = ("Dice-CE", "GCE", "T-Loss")
 CLEAN, NOISY_CE = "CE (clean labels)", "CE"
-EXTRA_METHODS = ("JCAS without L_A", FROM_IDENTITY, TRUSTED)  # ablations run only when named in --methods
+EXTRA_METHODS = ("JCAS without L_A", FROM_IDENTITY, TRUSTED, *PEERS)  # run only when named in --methods
 
 
 def _cli_value(value) -> str:
@@ -174,7 +180,7 @@ def run_plan(args, method: str, mode: str | None, seed: int, datalist: Path, wor
     if mode is not None:  # the training log and transitions.json report T_C's error against the true transition
         overrides["reference_transition"] = datalist.parent / "noise_report.json"
     if not METHODS[method].get("use_dar", True):  # cross-entropy's gradient is about half of JCAS's two class terms
-        overrides["learning_rate"] = args.lr_ce
+        overrides["learning_rate"] = args.method_lr.get(method, args.lr_ce)
     for key, value in METHODS[method].items():
         overrides[key] = args.epochs if key == "warmup_epochs" and value is None else value
     return run_dir, overrides
@@ -328,6 +334,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--lr_ce", type=float, default=0.05, help="learning_rate of the methods without DAR (train.json's for the rest)"
     )
+    parser.add_argument(
+        "--method_lr",
+        nargs="*",
+        default=[],
+        help='learning_rate of named methods without DAR, "METHOD=LR" (chosen on validation), instead of --lr_ce',
+    )
     parser.add_argument("--tune", action="store_true", help="validation only: train, never evaluate on test")
     parser.add_argument(
         "--tag", default="", help="a variant's name: its runs are kept apart, its --tune output is noise_tuning_TAG.md"
@@ -347,6 +359,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         except json.JSONDecodeError:
             parsed[key] = value
     args.override = parsed
+    method_lr = {}
+    for item in args.method_lr:
+        method, _, value = item.rpartition("=")
+        try:
+            method_lr[method] = float(value)
+        except ValueError:
+            method = ""
+        if method not in METHODS or METHODS[method].get("use_dar", True):
+            parser.error(f"--method_lr {item!r}: expected METHOD=LR for a method without DAR")
+    args.method_lr = method_lr
     if args.warmup > args.epochs:
         parser.error(f"--warmup {args.warmup} exceeds --epochs {args.epochs}")
     return args
@@ -389,7 +411,8 @@ def main(argv: list[str] | None = None) -> None:
         f"# Noise robustness {'tuning on the validation split' if args.tune else 'benchmark'} ({name})",
         "",
         f"`{command}`: {len(args.seeds)} seed(s) {args.seeds}, {args.epochs} epochs ({args.warmup} warm-up for the",
-        f"corrected methods), overrides {args.override or 'none'}. Training time of the {len(results)} runs:",
+        f"corrected methods), overrides {args.override or 'none'}; learning rate {args.lr_ce} for the methods without",
+        f"DAR{''.join(f', {m} {lr}' for m, lr in args.method_lr.items())}. Training time of the {len(results)} runs:",
         f"{sum(r['train_s'] for r in results) / 60:.1f} min; wall time of this invocation: {elapsed / 60:.1f} min",
         "(it reuses finished runs). T_C error: mean row L1 distance of the learned T_C to the empirical transition",
         "of the noisy training labels (scripts.make_noisy's report), 0 to 2.",

@@ -12,7 +12,17 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.benchmark_noise import CLEAN, NOISY_CE, TRUSTED, parse_args, read_scores, run_plan, summarise, target_check
+from scripts.benchmark_noise import (
+    CLEAN,
+    NOISY_CE,
+    PEERS,
+    TRUSTED,
+    parse_args,
+    read_scores,
+    run_plan,
+    summarise,
+    target_check,
+)
 
 
 def result(method: str, mode: str, seed: int, dice: float, jaccard: float) -> dict:
@@ -85,3 +95,17 @@ def test_run_plan_learning_rates(tmp_path):
     assert trusted["transition_estimate"] == "trusted" and trusted["learning_rate"] == 0.01
     assert trusted["reference_transition"] == datalist.parent / "noise_report.json"
     assert parse_args([]).modes == ["ellipse", "morph", "symmetric", "pairflip", "confusion"]
+
+
+def test_run_plan_robust_loss_peers(tmp_path):
+    """The peers train through loss_type on the backbone without DAR, at their own learning rate when one is given."""
+    args = parse_args(["--methods", "GCE", "T-Loss", "--lr_ce", "0.05", "--method_lr", "GCE=0.2"])
+    datalist = tmp_path / "datalist.json"
+    _, gce = run_plan(args, "GCE", "confusion", 0, datalist, tmp_path)
+    assert (gce["loss_type"], gce["learning_rate"], gce["use_dar"], gce["warmup_epochs"]) == ("gce", 0.2, False, 40)
+    _, tloss = run_plan(args, "T-Loss", "confusion", 0, datalist, tmp_path)
+    assert (tloss["loss_type"], tloss["learning_rate"]) == ("tloss", 0.05)
+    assert not set(PEERS) & set(parse_args([]).methods)  # named, not run by default
+    for bad in ("JCAS=0.1", "GCE=fast", "Nope=0.1"):
+        with pytest.raises(SystemExit):
+            parse_args(["--method_lr", bad])
