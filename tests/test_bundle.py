@@ -135,12 +135,15 @@ def test_evaluate_writes_per_class_metrics(demo):
 
 
 def test_inference_writes_png_named_after_inputs(demo, tmp_path):
+    """configs/inference.json alone (model-zoo form) infers a folder of PNG frames with a trained checkpoint."""
     images = demo["root"] / "data" / "images"
+    override = {key: demo["override"][key] for key in (*TINY_NET, "image_size", "ckpt_dir")}
     wf = workflow(
-        ["train.json", "inference.json"],
+        ["inference.json"],
         "infer",
-        **{**demo["override"], "input_dir": str(images), "input_pattern": "test_*.png", "output_dir": str(tmp_path)},
+        **{**override, "input_dir": str(images), "input_pattern": "test_*.png", "output_dir": str(tmp_path)},
     )
+    assert wf.check_properties() in (None, [])  # MONAI's InferProperties
     run(wf)
     written = sorted((tmp_path / "predictions").glob("*.png"))
     assert [p.name for p in written] == [f"test_{i:03d}_seg.png" for i in range(4)]
@@ -150,6 +153,29 @@ def test_inference_writes_png_named_after_inputs(demo, tmp_path):
         assert pred.shape == image.shape[:2] and pred.dtype == np.uint8 and pred.max() < 4
 
 
+def test_inference_config_shares_the_training_values():
+    """inference.json is complete on its own, so it repeats the values that build the network and read the data;
+    they must equal train.json's (one edit in one file would otherwise give a network the checkpoint does not fit)."""
+    train = json.loads((CONFIGS / "train.json").read_text())
+    infer = json.loads((CONFIGS / "inference.json").read_text())
+    shared = set(train) & set(infer) - {"imports", "initialize", "run", "finalize", "handlers"}
+    assert {"network_def", "scripts", "image_size", "num_classes", "unet_channels", "device"} <= shared
+    assert {key: infer[key] for key in shared} == {key: train[key] for key in shared}
+    assert set(train["imports"]) <= set(infer["imports"])
+
+
+def test_monai_bundle_load_builds_the_inference_workflow(tmp_path):
+    """monai.bundle.load(..., workflow_type="inference") on the bundle folder gives the network with the shipped
+    weights, as the model zoo's users load a bundle."""
+    from monai.bundle import load
+
+    network = load(name=ROOT.name, bundle_dir=str(ROOT.parent), source="monaihosting", workflow_type="inference")
+    shipped = torch.load(ROOT / "models" / "model.pt", map_location="cpu", weights_only=True)
+    state = network.state_dict()
+    assert set(state) == set(shipped)
+    torch.testing.assert_close(state["class_head.weight"].cpu(), shipped["class_head.weight"])
+
+
 def test_shipped_model_beats_threshold_on_demo_test_split(tmp_path):
     """models/model.pt, trained by the default run, scores on the held-out clean test split of the demo data."""
     wf = workflow(["train.json", "evaluate.json"], "eval", dataset_dir=str(tmp_path / "demo"), output_dir=str(tmp_path))
@@ -157,7 +183,14 @@ def test_shipped_model_beats_threshold_on_demo_test_split(tmp_path):
     with open(tmp_path / "val_mean_dice_summary.csv") as f:
         per_class = {row["class"]: float(row["mean"]) for row in csv.DictReader(f)}
     mean_dice = np.mean([per_class[c] for c in ("class0", "class1", "class2")])
-    assert mean_dice > 0.69, per_class  # the shipped model: 0.706; an untrained one: about 0.25
+    assert mean_dice > 0.69, per_class  # an untrained network: about 0.25
+    metadata = json.loads((CONFIGS / "metadata.json").read_text())  # the published numbers are what this prints
+    with open(tmp_path / "val_mean_iou_summary.csv") as f:
+        mean_iou = np.mean([float(row["mean"]) for row in csv.DictReader(f) if row["class"] != "mean"])
+    assert (round(mean_dice, 3), round(mean_iou, 3)) == (
+        metadata["eval_metrics"]["mean_dice"],
+        metadata["eval_metrics"]["mean_jaccard"],
+    )
 
 
 def write_volumes(folder: Path, count: int, size: int = 24) -> list[dict[str, str]]:
@@ -207,18 +240,58 @@ def test_train_and_evaluate_3d_nifti(tmp_path):
     assert len(rows) == 1 and set(rows[0]) == {"filename", "class0", "class1", "mean"}
 
 
-def run_multi_gpu(override: dict) -> subprocess.CompletedProcess:
-    """multi_gpu_train.json on two gloo processes on the CPU (torchrun); asserts it exits 0."""
-    args = [
+def cli_args(override: dict) -> list[str]:
+    """Overrides as ``python -m monai.bundle run`` arguments (python-fire reads Python literals back)."""
+    return [
         f"--{key}={value!r}" if not isinstance(value, str) else f"--{key}={value}" for key, value in override.items()
     ]
-    configs = str([str(CONFIGS / "train.json"), str(CONFIGS / "multi_gpu_train.json")])
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle"]
-    cmd += ["run", "training", "--config_file", configs, "--bundle_root", str(ROOT), "--dist_backend", "gloo"]
-    cmd += ["--device", "$torch.device('cpu')", *args]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def run_cli(configs: list[str], override: dict, cwd: Path, launcher: tuple[str, ...] = ()) -> str:
+    """``python -m monai.bundle run`` on the bundle's ``configs`` from the working directory ``cwd`` with
+    ``--bundle_root``, as the model zoo runs bundles; asserts it exits 0 and returns its output."""
+    files = [str(CONFIGS / name) for name in configs]
+    cmd = [
+        sys.executable,
+        "-m",
+        *launcher,
+        "monai.bundle",
+        "run",
+        "--config_file",
+        str(files) if len(files) > 1 else files[0],
+    ]
+    cmd += ["--bundle_root", str(ROOT), "--logging_file", str(CONFIGS / "logging.conf"), *cli_args(override)]
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
+    return done.stdout + done.stderr
+
+
+def test_workflows_run_from_another_directory(demo, tmp_path):
+    """Train, evaluate and infer from a working directory outside the bundle, one holding a ``scripts`` package of
+    its own (a user's project): the bundle's code is found through ``--bundle_root``."""
+    cwd = tmp_path / "project"
+    (cwd / "scripts").mkdir(parents=True)
+    (cwd / "scripts" / "__init__.py").write_text("raise ImportError('not the bundle scripts package')\n")
+    override = {**demo["override"], "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
+    run_cli(["train.json"], {**override, "max_epochs": 1}, cwd)
+    assert (tmp_path / "models" / "model.pt").is_file()
+    run_cli(["train.json", "evaluate.json"], override, cwd)
+    assert (tmp_path / "eval" / "val_mean_dice_summary.csv").is_file()
+    images = demo["root"] / "data" / "images"
+    infer = {key: override[key] for key in (*TINY_NET, "image_size", "ckpt_dir")}
+    infer.update(input_dir=str(images), input_pattern="test_00[01].png", output_dir=str(tmp_path / "infer"))
+    run_cli(["inference.json"], infer, cwd)
+    assert sorted(p.name for p in (tmp_path / "infer" / "predictions").iterdir()) == [
+        "test_000_seg.png",
+        "test_001_seg.png",
+    ]
+
+
+def run_multi_gpu(override: dict, cwd: Path) -> str:
+    """multi_gpu_train.json on two gloo processes on the CPU (torchrun) from ``cwd``; returns the output."""
+    override = {"dist_backend": "gloo", "device": "$torch.device('cpu')", **override}
+    launcher = ("torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m")
+    return run_cli(["train.json", "multi_gpu_train.json"], override, cwd, launcher)
 
 
 def test_multi_gpu_config_on_two_cpu_processes(demo, tmp_path):
@@ -226,10 +299,10 @@ def test_multi_gpu_config_on_two_cpu_processes(demo, tmp_path):
     trusted-label transition, estimated on each process's half of the validation split, is the same on both."""
     override = {**demo["override"], "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
     override["transition_estimate"] = "trusted"
-    done = run_multi_gpu(override)
+    done = run_multi_gpu(override, cwd=tmp_path)
     last = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
     assert "t_class.weight" in last["loss"] and "class_head.weight" in last["network"]  # saved without "module."
-    estimates = re.findall(r"T_C estimated \(trusted\): (\[.*\])", done.stdout + done.stderr)
+    estimates = re.findall(r"T_C estimated \(trusted\): (\[.*\])", done)
     assert len(estimates) == 2 and estimates[0] == estimates[1], estimates  # one per process, summed over both
 
 
@@ -238,5 +311,5 @@ def test_multi_gpu_config_with_a_parameter_free_loss(demo, tmp_path):
     affinity head (use_dar false, no affinity loss) does not stop DDP."""
     override = {**demo["override"], "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
     override.update(loss_type="gce", use_dar=False, lambda_affinity=0.0, lambda_consistency=0.0, max_epochs=1)
-    run_multi_gpu(override)
+    run_multi_gpu(override, cwd=tmp_path)
     assert (tmp_path / "models" / "model.pt").is_file()

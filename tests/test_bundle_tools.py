@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -29,14 +31,29 @@ def test_verify_metadata_offline():
 
 def test_verify_net_in_out():
     verify_net_in_out(
-        net_id="network_def", meta_file=str(CONFIGS / "metadata.json"), config_file=str(CONFIGS / "train.json")
+        net_id="network_def", meta_file=str(CONFIGS / "metadata.json"), config_file=str(CONFIGS / "inference.json")
     )
 
 
 def _network_def():
     parser = ConfigParser()
-    parser.read_config(str(CONFIGS / "train.json"))
+    parser.read_config(str(CONFIGS / "inference.json"))
     return parser.get_parsed_content("network_def")
+
+
+def test_model_zoo_checks_from_another_directory(tmp_path):
+    """The model zoo's CI commands on configs/inference.json alone, run from outside the bundle with --bundle_root:
+    a fresh Python process, so the bundle's scripts package is found through bundle_root, not the working directory."""
+    common = ["--meta_file", str(CONFIGS / "metadata.json"), "--config_file", str(CONFIGS / "inference.json")]
+    common += ["--bundle_root", str(ROOT)]
+    commands = [
+        ["verify_net_in_out", "network_def", *common],
+        ["ckpt_export", "network_def", "--filepath", str(tmp_path / "model.ts"), *common],  # models/model.pt
+    ]
+    for command in commands:
+        done = subprocess.run([sys.executable, "-m", "monai.bundle", *command], cwd=tmp_path, capture_output=True)
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert (tmp_path / "model.ts").is_file()
 
 
 def test_ckpt_export_matches_checkpoint(tmp_path):
@@ -47,7 +64,7 @@ def test_ckpt_export_matches_checkpoint(tmp_path):
         filepath=str(ts_path),
         ckpt_file=str(ROOT / "models" / "model.pt"),
         meta_file=str(CONFIGS / "metadata.json"),
-        config_file=str(CONFIGS / "train.json"),
+        config_file=str(CONFIGS / "inference.json"),
     )
     network = _network_def()
     network.load_state_dict(torch.load(ROOT / "models" / "model.pt", map_location="cpu", weights_only=True))

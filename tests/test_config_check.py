@@ -207,8 +207,8 @@ def workflow(configs: list[str], workflow_type: str, **override: Any) -> ConfigW
         (["train.json"], "train", {"warmup_epochs": 50, "max_epochs": 2}, "warmup_epochs"),
         (["train.json"], "train", {"ckpt_dir": "{data}/models"}, "ckpt_dir"),
         (["train.json", "evaluate.json"], "eval", {"output_dir": "{data}/eval"}, "output_dir"),
-        (["train.json", "inference.json"], "infer", {"output_dir": "{data}"}, "output_dir"),
-        (["train.json", "inference.json"], "infer", {"prediction_dir": "{data}/images/seg"}, "prediction_dir"),
+        (["inference.json"], "infer", {"output_dir": "{data}"}, "output_dir"),
+        (["inference.json"], "infer", {"prediction_dir": "{data}/images/seg"}, "prediction_dir"),
     ],
 )
 def test_configs_check_at_initialize(tmp_path, monkeypatch, configs, workflow_type, override, key):
