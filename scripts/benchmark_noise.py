@@ -287,6 +287,27 @@ def target_check(summary: dict, modes: list[str], method: str = "JCAS") -> list[
     return lines
 
 
+def peer_check(summary: dict, modes: list[str], method: str = "JCAS") -> list[str]:
+    """Markdown lines comparing ``method`` with the best robust-loss peer run in each mode (mean test mDice): ahead
+    of it, within one standard deviation (of either), or behind by more."""
+    lines = [f"Against the best robust loss ({', '.join(PEERS)}; CE included), mean test mDice:", ""]
+    for mode in modes:
+        peers = [(summary[p, mode]["mdice"], p) for p in (NOISY_CE, *PEERS) if (p, mode) in summary]
+        if (method, mode) not in summary or not peers:
+            continue
+        (score, score_sd), ((best, best_sd), name) = summary[method, mode]["mdice"], max(peers)
+        if score > best:
+            verdict = "ahead"
+        elif score >= best - max(score_sd, best_sd):
+            verdict = "behind, within one std"
+        else:
+            verdict = "behind by more than one std"
+        lines.append(
+            f"- {mode}: best peer {name} {100 * best:.1f}; {method} {100 * (score - best):+.1f} points, {verdict}"
+        )
+    return lines
+
+
 def plot(summary: dict, modes: list[str], methods: list[str], path: Path) -> None:
     """Grouped bars of mDice (± std over seeds) per noise mode and method; the clean upper bound as a line."""
     import matplotlib
@@ -430,6 +451,8 @@ def main(argv: list[str] | None = None) -> None:
             "",
         ]
         lines = header + rows + [""] + target_check(summary, args.modes)
+        if any(p in args.methods for p in PEERS):
+            lines += [""] + peer_check(summary, args.modes)
         lines += ["", "Validation (model selection) and learned T_C:", ""]
         text = "\n".join(lines + tuning_rows(results, args.modes, args.methods)) + "\n"
     Path(f"{stem}.md").write_text(text)

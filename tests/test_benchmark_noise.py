@@ -18,6 +18,7 @@ from scripts.benchmark_noise import (
     PEERS,
     TRUSTED,
     parse_args,
+    peer_check,
     read_scores,
     run_plan,
     summarise,
@@ -109,3 +110,16 @@ def test_run_plan_robust_loss_peers(tmp_path):
     for bad in ("JCAS=0.1", "GCE=fast", "Nope=0.1"):
         with pytest.raises(SystemExit):
             parse_args(["--method_lr", bad])
+
+
+def test_peer_check_names_the_best_peer():
+    results = [result("JCAS", "confusion", s, d, 0.5) for s, d in enumerate((0.70, 0.72, 0.68))]
+    results += [result("GCE", "confusion", s, d, 0.5) for s, d in enumerate((0.60, 0.62, 0.61))]
+    results += [result("JCAS", "symmetric", s, d, 0.5) for s, d in enumerate((0.40, 0.42, 0.41))]
+    results += [result("GCE", "symmetric", s, d, 0.5) for s, d in enumerate((0.55, 0.56, 0.57))]
+    results += [result("T-Loss", "symmetric", s, d, 0.5) for s, d in enumerate((0.43, 0.40, 0.37))]
+    _, summary = summarise(results, ["confusion", "symmetric"], ["JCAS", "GCE", "T-Loss"])
+    lines = peer_check(summary, ["confusion", "symmetric", "ellipse"])
+    assert lines[2] == "- confusion: best peer GCE 61.0; JCAS +9.0 points, ahead"
+    assert lines[3] == "- symmetric: best peer GCE 56.0; JCAS -15.0 points, behind by more than one std"
+    assert len(lines) == 4  # no line for a mode without results
