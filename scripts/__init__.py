@@ -8,7 +8,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""JCAS bundle package: network, DAR, transition matrices, losses, noise transforms, handlers, data tools.
+"""JCAS bundle package: network, DAR, transition matrices, losses, noise transforms, handlers, data tools, outputs.
 
 Configs reach everything as ``scripts.<module>.<name>`` (after ``$import scripts``) or by ``_target_``.
 """
@@ -26,6 +26,8 @@ from . import (
     network,
     noise,
     noise_rates,
+    outputs,
+    reports,
     robust_losses,
     transition,
 )
@@ -43,6 +45,8 @@ from .losses import CALCLoss, class_prior
 from .network import JCASNet
 from .noise import SimulateLabelNoise, SimulateLabelNoised, noise_transition_matrix
 from .noise_rates import noise_rates as compute_noise_rates
+from .outputs import Overlayd, PaletteWriter, label_palette
+from .reports import ClassMetricsHandler, ClassMetricsSaver, LearningCurveHandler, ValidationImagesHandler
 from .robust_losses import GCELoss, LogitsLoss, TLoss, make_loss
 from .transition import NoiseTransition, affinity_transition_from_class, anchor_transition
 
@@ -55,13 +59,19 @@ __all__ = [
     "CALCStageHandler",
     "CALCStatsHandler",
     "CheckImageLabeld",
+    "ClassMetricsHandler",
+    "ClassMetricsSaver",
     "JCASNet",
+    "LearningCurveHandler",
     "LoadImageByFormatd",
     "NoiseTransition",
+    "Overlayd",
+    "PaletteWriter",
     "SimulateLabelNoise",
     "SimulateLabelNoised",
     "TransitionEstimateHandler",
     "TransitionOptimizerHandler",
+    "ValidationImagesHandler",
     "affinity_transition_from_class",
     "checkpoint",
     "anchor_transition",
@@ -76,6 +86,7 @@ __all__ = [
     "ensure_demo_dataset",
     "export_onnx",
     "handlers",
+    "label_palette",
     "latest_checkpoint",
     "load_datalist",
     "losses",
@@ -84,7 +95,9 @@ __all__ = [
     "noise",
     "noise_rates",
     "noise_transition_matrix",
+    "outputs",
     "make_loss",
+    "reports",
     "robust_losses",
     "transition",
 ]

@@ -245,6 +245,8 @@ class CALCStatsHandler(TensorBoardHandler):
             ``overall["transition"]`` of a ``scripts.make_noisy`` report); the mean row L1 error of the learned
             ``T_C`` against it is logged as ``T_C_error``.
         transitions_file: a JSON file rewritten every epoch with the epoch, ``T_C``, ``T_A`` (and ``T_C_error``).
+        figure_file: a PNG written at the end of training: the heat map of the learned ``T_C`` (rows clean, columns
+            noisy, ``class_names`` on the axes).
     """
 
     def __init__(
@@ -256,6 +258,7 @@ class CALCStatsHandler(TensorBoardHandler):
         class_names: list[str] | None = None,
         reference_transition: Sequence[Sequence[float]] | torch.Tensor | None = None,
         transitions_file: str | None = None,
+        figure_file: str | None = None,
     ) -> None:
         super().__init__(summary_writer=summary_writer, log_dir=log_dir)
         self.loss = loss
@@ -266,6 +269,7 @@ class CALCStatsHandler(TensorBoardHandler):
         if self.reference is not None and self.reference.shape != size:
             raise ValueError(f"reference_transition must be {size}, got {tuple(self.reference.shape)}")
         self.transitions_file = transitions_file
+        self.figure_file = figure_file
         self._sums: dict[str, float] = defaultdict(float)
         self._count = 0
         self.logger = logging.getLogger(__name__)
@@ -274,6 +278,18 @@ class CALCStatsHandler(TensorBoardHandler):
         engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self.accumulate)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+        if self.figure_file:
+            engine.add_event_handler(Events.COMPLETED, self.save_figure)
+
+    def save_figure(self, engine: Engine) -> None:
+        """Writes the heat map of the learned ``T_C`` to ``figure_file``."""
+        with torch.no_grad():
+            fig = transition_figure(self.loss.t_class().cpu(), "T_C (learned class transition)", self.class_names)
+        os.makedirs(os.path.dirname(os.path.abspath(self.figure_file)), exist_ok=True)
+        fig.savefig(self.figure_file, dpi=100)
+        from matplotlib import pyplot as plt  # transition_figure has set the Agg backend
+
+        plt.close(fig)
 
     def reset(self, engine: Engine) -> None:
         self._sums.clear()

@@ -221,3 +221,20 @@ def test_stats_handler_reports_the_error_against_a_reference(tmp_path):
     torch.testing.assert_close(torch.tensor(record["T_C"]), t_class)
     with pytest.raises(ValueError, match="reference_transition must be"):
         CALCStatsHandler(loss, log_dir=str(tmp_path), reference_transition=torch.eye(2))
+
+
+def test_stats_handler_writes_the_transition_heat_map(tmp_path):
+    """At the end of training the learned T_C is written as a PNG heat map (class names on the axes)."""
+    from PIL import Image
+
+    loss = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2]))
+    engine = loss_engine(loss)
+    figure = tmp_path / "eval" / "T_C.png"
+    CALCStatsHandler(loss, log_dir=str(tmp_path), class_names=["a", "b", "c"], figure_file=str(figure)).attach(engine)
+    written: list[bool] = []
+    engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: written.append(figure.exists()))
+    engine.run(range(2), max_epochs=2)
+    assert written == [False, False]  # written once, at the end
+    with Image.open(figure) as png:
+        assert png.size == (360, 340)  # (1.2 + 0.8 * 3) x (1.0 + 0.8 * 3) inches at 100 dpi
+        assert len(set(png.convert("RGB").getdata())) > 20  # a drawn heat map, not a blank canvas
