@@ -117,7 +117,8 @@ def code_digest() -> str:
 
 def read_scores(eval_dir: Path) -> dict[str, float]:
     """The paper's metric from the evaluation CSVs: per class, the mean over the test images containing it
-    (MetricsSaver's per-class summary ignores images where the class is absent); mDice and mJac average them."""
+    (MetricsSaver's per-class summary ignores images where the class is absent); mDice and mJac average them.
+    The summary's rows are named by the config's ``class_names`` (``dice_shaft``, ...), the last row is ``mean``."""
     scores = {}
     for metric, name in (("val_mean_dice", "dice"), ("val_mean_iou", "jaccard")):
         with open(eval_dir / f"{metric}_summary.csv") as f:

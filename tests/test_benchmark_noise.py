@@ -50,11 +50,12 @@ def test_summary_gap_closed():
 
 def test_read_scores_averages_classes_not_images(tmp_path):
     for metric, values in (("val_mean_dice", (0.9, 0.5, 0.4)), ("val_mean_iou", (0.8, 0.3, 0.2))):
-        lines = ["class,mean,median"] + [f"class{i},{v},0" for i, v in enumerate(values)] + ["mean,0.99,0"]
-        (tmp_path / f"{metric}_summary.csv").write_text("\n".join(lines))
+        names = ("shaft", "wrist", "clasper")  # the rows are named by the config's class_names
+        rows = [f"{name},{v},0" for name, v in zip(names, values, strict=True)]
+        (tmp_path / f"{metric}_summary.csv").write_text("\n".join(["class,mean,median", *rows, "mean,0.99,0"]))
     scores = read_scores(tmp_path)
     assert scores["mdice"] == pytest.approx(0.6) and scores["mjaccard"] == pytest.approx(13 / 30)
-    assert scores["dice_class1"] == 0.5
+    assert scores["dice_wrist"] == 0.5 and scores["jaccard_clasper"] == 0.2
 
 
 def test_quick_defaults_and_overrides():

@@ -109,6 +109,21 @@ def test_train_writes_checkpoints_and_logs(demo):
     assert expected | {"val_mean_dice", "val_mean_iou", "T_C/0->0", "T_A/1->1"} <= scalars
     assert {"T_C/matrix", "T_A/matrix"} <= set(events.Tags()["images"])
     assert [e.step for e in events.Scalars("val_mean_dice")] == [1, 2]
+    per_class = {f"{metric}/{name}" for metric in ("val_dice", "val_jaccard") for name in ("shaft", "wrist", "clasper")}
+    assert per_class <= scalars
+    assert [e.step for e in events.Scalars("val_dice/shaft")] == [1, 2]
+    assert {f"val_case/{i}" for i in range(4)} <= set(events.Tags()["images"])  # the four validation cases
+    case = events.Images("val_case/0")[-1]
+    assert (case.height, case.width) == (64, 3 * 80)  # image | label | prediction, upright (H x W)
+
+
+def test_train_writes_learning_curve_and_transition_pngs(demo):
+    out = demo["root"] / "eval"
+    history = json.loads((out / "learning_curve.json").read_text())
+    assert [r["epoch"] for r in history[:2]] == [1, 2] and all(0 <= r["val_mean_dice"] <= 1 for r in history)
+    for name, size in (("learning_curve.png", (600, 400)), ("T_C.png", (440, 420))):
+        with Image.open(out / name) as png:
+            assert png.size == size and len(set(png.convert("RGB").getdata())) > 20, name
 
 
 def test_resume_continues_from_last_checkpoint(demo):
@@ -128,7 +143,7 @@ def test_evaluate_writes_per_class_metrics(demo):
     for metric in ("val_mean_dice", "val_mean_iou"):
         with open(out / f"{metric}_summary.csv") as f:
             rows = {row["class"]: row for row in csv.DictReader(f)}
-        assert set(rows) == {"class0", "class1", "class2", "mean"}  # the three foreground classes
+        assert set(rows) == {"shaft", "wrist", "clasper", "mean"}  # the three foreground classes, by name
         assert all(0.0 <= float(row["mean"]) <= 1.0 for row in rows.values())
         with open(out / f"{metric}_raw.csv") as f:
             assert len(list(csv.DictReader(f))) == 4  # one row per test image
@@ -182,7 +197,7 @@ def test_shipped_model_beats_threshold_on_demo_test_split(tmp_path):
     run(wf)
     with open(tmp_path / "val_mean_dice_summary.csv") as f:
         per_class = {row["class"]: float(row["mean"]) for row in csv.DictReader(f)}
-    mean_dice = np.mean([per_class[c] for c in ("class0", "class1", "class2")])
+    mean_dice = np.mean([per_class[c] for c in ("shaft", "wrist", "clasper")])
     assert mean_dice > 0.69, per_class  # an untrained network: about 0.25
     metadata = json.loads((CONFIGS / "metadata.json").read_text())  # the published numbers are what this prints
     with open(tmp_path / "val_mean_iou_summary.csv") as f:
@@ -237,7 +252,15 @@ def test_train_and_evaluate_3d_nifti(tmp_path):
     run(workflow(["train.json", "evaluate.json"], "eval", **override))
     with open(tmp_path / "eval" / "val_mean_dice_raw.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 1 and set(rows[0]) == {"filename", "class0", "class1", "mean"}
+    assert len(rows) == 1 and set(rows[0]) == {"filename", "shell", "core", "mean"}
+    infer = {key: override[key] for key in (*TINY_NET, "spatial_dims", "image_channels", "num_classes", "image_size")}
+    infer.update(affinity_grid=4, ckpt_dir=str(tmp_path / "models"), output_dir=str(tmp_path / "infer"))
+    infer.update(input_dir=str(data), input_pattern="image_5.nii.gz", output_ext=".nii.gz")
+    run(workflow(["inference.json"], "infer", **infer))
+    source = nib.load(data / "image_5.nii.gz")
+    pred = nib.load(tmp_path / "infer" / "predictions" / "image_5_seg.nii.gz")
+    assert pred.shape == source.shape and np.allclose(pred.affine, source.affine)  # the input's geometry, not 16^3
+    assert pred.get_data_dtype() == np.uint8 and set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2}
 
 
 def cli_args(override: dict) -> list[str]:
