@@ -157,15 +157,28 @@ def test_inference_writes_png_named_after_inputs(demo, tmp_path):
         ["inference.json"],
         "infer",
         **{**override, "input_dir": str(images), "input_pattern": "test_*.png", "output_dir": str(tmp_path)},
+        save_overlay=True,
     )
     assert wf.check_properties() in (None, [])  # MONAI's InferProperties
+    predicted = {}  # the argmax labels of the evaluator, by file name
+
+    def keep(engine) -> None:
+        for item in engine.state.output:
+            predicted[Path(item["pred"].meta["filename_or_obj"]).stem] = item["pred"][0].numpy().T  # (W, H) -> (H, W)
+
+    wf.parser.get_parsed_content("evaluator").add_event_handler(Events.ITERATION_COMPLETED, keep)
     run(wf)
-    written = sorted((tmp_path / "predictions").glob("*.png"))
+    written = sorted((tmp_path / "predictions").glob("*_seg.png"))
     assert [p.name for p in written] == [f"test_{i:03d}_seg.png" for i in range(4)]
     for pred_path in written:
-        pred = np.asarray(Image.open(pred_path))
+        with Image.open(pred_path) as png:  # a palette PNG: class indices as pixel values, classes in colour
+            assert png.mode == "P" and len({tuple(c) for c in np.reshape(png.getpalette()[:12], (4, 3))}) == 4
+            pred = np.asarray(png)
         image = np.asarray(Image.open(images / pred_path.name.replace("_seg", "")))
         assert pred.shape == image.shape[:2] and pred.dtype == np.uint8 and pred.max() < 4
+        np.testing.assert_array_equal(pred, predicted[pred_path.name.replace("_seg.png", "")])
+        with Image.open(str(pred_path).replace("_seg", "_overlay")) as png:  # save_overlay: image and colours
+            assert png.mode == "RGB" and png.size == image.shape[1::-1]
 
 
 def test_inference_config_shares_the_training_values():
