@@ -323,11 +323,11 @@ def test_workflows_run_from_another_directory(demo, tmp_path):
     ]
 
 
-def run_multi_gpu(override: dict, cwd: Path) -> str:
-    """multi_gpu_train.json on two gloo processes on the CPU (torchrun) from ``cwd``; returns the output."""
+def run_multi_gpu(override: dict, cwd: Path, configs: tuple[str, ...] = ("train.json", "multi_gpu_train.json")) -> str:
+    """A multi-GPU config on two gloo processes on the CPU (torchrun) from ``cwd``; returns the output."""
     override = {"dist_backend": "gloo", "device": "$torch.device('cpu')", **override}
     launcher = ("torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m")
-    return run_cli(["train.json", "multi_gpu_train.json"], override, cwd, launcher)
+    return run_cli(list(configs), override, cwd, launcher)
 
 
 def test_multi_gpu_config_on_two_cpu_processes(demo, tmp_path):
@@ -349,3 +349,25 @@ def test_multi_gpu_config_with_a_parameter_free_loss(demo, tmp_path):
     override.update(loss_type="gce", use_dar=False, lambda_affinity=0.0, lambda_consistency=0.0, max_epochs=1)
     run_multi_gpu(override, cwd=tmp_path)
     assert (tmp_path / "models" / "model.pt").is_file()
+
+
+def test_multi_gpu_evaluate_on_two_cpu_processes(demo, tmp_path):
+    """multi_gpu_evaluate.json: each process evaluates its half of the test split; the CSVs (written by process 0)
+    hold every test image once and the same per-class means as the evaluation on one process."""
+    override = {**demo["override"], "output_dir": str(tmp_path / "single")}
+    run(workflow(["train.json", "evaluate.json"], "eval", **override))
+    override["output_dir"] = str(tmp_path / "multi")
+    configs = ("train.json", "evaluate.json", "multi_gpu_evaluate.json")
+    done = run_multi_gpu(override, cwd=tmp_path, configs=configs)
+    assert done.count("Metrics -- val_mean_dice") == 1, done[-3000:]  # logged by process 0 only
+    for metric in ("val_mean_dice", "val_mean_iou"):
+        tables = {}
+        for name in ("single", "multi"):
+            with open(tmp_path / name / f"{metric}_raw.csv") as f:
+                raw = list(csv.DictReader(f))
+            with open(tmp_path / name / f"{metric}_summary.csv") as f:
+                tables[name] = (raw, {row["class"]: float(row["mean"]) for row in csv.DictReader(f)})
+        raw, summary = tables["multi"]
+        assert sorted(Path(row["filename"]).name for row in raw) == [f"test_{i:03d}.png" for i in range(4)]
+        assert set(summary) == {"shaft", "wrist", "clasper", "mean"}
+        assert summary == pytest.approx(tables["single"][1], abs=1e-4)
