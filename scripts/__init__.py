@@ -29,6 +29,7 @@ from . import (
     outputs,
     reports,
     robust_losses,
+    tracking,
     transition,
 )
 from .dar import DAR, dar_rectify
@@ -99,5 +100,6 @@ __all__ = [
     "make_loss",
     "reports",
     "robust_losses",
+    "tracking",
     "transition",
 ]

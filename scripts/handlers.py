@@ -233,7 +233,8 @@ class CALCStatsHandler(TensorBoardHandler):
     ``loss_consistency``, ``loss_total``) and the learning rate of each optimizer group (``lr``, ``lr_1``, ...) go to
     ``engine.state.metrics``, where MONAI's ``StatsHandler`` and ``TensorBoardStatsHandler`` attached after this
     handler print and plot them. ``T_C`` and ``T_A`` go to TensorBoard as one scalar per entry (``T_C/i->j``) and as
-    heat-map images.
+    heat-map images, and to ``engine.state.transitions`` as ``{"T_C/i-j": value}`` (row ``i`` clean, column ``j``
+    noisy; names MLflow accepts), which ``--tracking mlflow`` logs as metrics (:mod:`scripts.tracking`).
 
     Args:
         loss: the CALC loss of the trainer.
@@ -309,10 +310,12 @@ class CALCStatsHandler(TensorBoardHandler):
         epoch = engine.state.epoch
         with torch.no_grad():
             matrices = {"T_C": self.loss.t_class().cpu(), "T_A": self.loss.t_affinity().cpu()}
+        engine.state.transitions = {}
         for tag, matrix in matrices.items():
             for i, row in enumerate(matrix.tolist()):
                 for j, value in enumerate(row):
                     self._writer.add_scalar(f"{tag}/{i}->{j}", value, epoch)
+                    engine.state.transitions[f"{tag}/{i}-{j}"] = value
             names = self.class_names if tag == "T_C" else ["different", "same"]
             self._writer.add_figure(f"{tag}/matrix", transition_figure(matrix, tag, names), epoch)
         record = {"epoch": epoch, "T_C": matrices["T_C"].tolist(), "T_A": matrices["T_A"].tolist()}
