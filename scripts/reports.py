@@ -204,7 +204,8 @@ class ValidationImagesHandler(TensorBoardHandler):
 
 
 def _loss_of(output: Any) -> float:
-    return float(output["loss"])
+    loss = output["loss"]
+    return float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
 
 
 class LearningCurveHandler:
