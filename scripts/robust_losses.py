@@ -42,12 +42,12 @@ def _class_target(logits: torch.Tensor, target: torch.Tensor, ignore_index: int 
     return torch.where(valid, target, torch.zeros_like(target)), valid
 
 
-def _reduce(per_pixel: torch.Tensor, valid: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Mean over the valid pixels (0 when none), their sum, or the BH[WD] map with 0 at ignored pixels."""
-    per_pixel = torch.where(valid, per_pixel, torch.zeros_like(per_pixel))
+def _reduce(values: torch.Tensor, valid: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Mean over the valid entries (pixels or images; 0 when none), their sum, or the values with 0 where invalid."""
+    values = torch.where(valid, values, torch.zeros_like(values))
     if reduction == "none":
-        return per_pixel
-    total = per_pixel.sum()
+        return values
+    total = values.sum()
     return total if reduction == "sum" else total / valid.sum().clamp_min(1)
 
 
@@ -62,8 +62,8 @@ def generalized_cross_entropy(log_p_y: torch.Tensor, q: float) -> torch.Tensor:
     return -torch.expm1(q * log_p_y) / q
 
 
-def t_nll(residual_sq: torch.Tensor, nu: torch.Tensor, dims: int) -> torch.Tensor:
-    """-log Γ((ν+D)/2) + log Γ(ν/2) + (D/2) log(πν) + ((ν+D)/2) log(1 + ||δ||²/ν), Λ = I, per pixel."""
+def t_nll(residual_sq: torch.Tensor, nu: torch.Tensor, dims: float | torch.Tensor) -> torch.Tensor:
+    """-log Γ((ν+D)/2) + log Γ(ν/2) + (D/2) log(πν) + ((ν+D)/2) log(1 + ||δ||²/ν), Λ = I, per sample."""
     half = (nu + dims) / 2
     const = -torch.lgamma(half) + torch.lgamma(nu / 2) + dims / 2 * torch.log(math.pi * nu)
     return const + half * torch.log1p(residual_sq / nu)
@@ -104,26 +104,30 @@ class GCELoss(_Loss):
 class TLoss(_Loss):
     """Robust T-Loss (Gonzalez-Jimenez et al., "Robust T-Loss for Medical Image Segmentation", MICCAI 2023).
 
-    The negative log-likelihood of a D-variate Student-t (Λ = I, D = number of classes) of the residual
-    ``δ = y - p`` between the one-hot label and the softmax probabilities, per pixel:
+    As in the paper, each image is one sample of a D-variate Student-t (Λ = I) of the residual ``δ = y - p``
+    between the one-hot label and the softmax probabilities, D = classes × labelled pixels of the image:
 
     .. math::
         -\\log Γ(\\tfrac{ν+D}{2}) + \\log Γ(\\tfrac{ν}{2}) + \\tfrac{D}{2} \\log(πν)
             + \\tfrac{ν+D}{2} \\log(1 + \\|δ\\|^2 / ν)
 
     with the tolerance ``ν = softplus(η) + eps`` learned (``eta``, an ``nn.Parameter`` initialised so that
-    ``ν = nu_init``); small ν tolerates large residuals (noisy labels), large ν tends to a squared error.
+    ``ν = nu_init``). A pixel's gradient is ``δ (ν + D) / (ν + ||δ||²)``: the residual divided by the image's mean
+    squared residual, so an image whose labels disagree with the prediction everywhere weighs less. The paper
+    trains with Adam on the raw sum; here each image's NLL is divided by its D, so that its scale per pixel matches
+    the cross-entropy's under the bundle's SGD (the minimiser and ν's optimum are unchanged).
 
     Shapes:
-        - input: BNH[WD] logits (N = D = num_classes).
+        - input: BNH[WD] logits (N = num_classes).
         - target: B1H[WD] (or BH[WD]) integer labels.
+        - output: a scalar, or B (reduction "none"; 0 for an image without labelled pixels).
 
     Args:
-        num_classes: D.
+        num_classes: N.
         nu_init: initial ν, > 0.
         eps: lower bound of ν, >= 0.
         ignore_index: label value that contributes nothing (None: every value is a class).
-        reduction: "mean" over the counted pixels, "sum", or "none" (BH[WD], 0 at ignored pixels).
+        reduction: "mean" over the images with labelled pixels, "sum", or "none".
 
     Raises:
         ValueError: num_classes < 2, nu_init <= eps, eps < 0, an unknown reduction, or shapes that do not match.
@@ -160,8 +164,10 @@ class TLoss(_Loss):
         target, valid = _class_target(input, target, self.ignore_index)
         prob = torch.softmax(input.float(), dim=1)
         one_hot = F.one_hot(target, self.num_classes).movedim(-1, 1).to(prob.dtype)
-        residual_sq = (one_hot - prob).pow(2).sum(dim=1)
-        return _reduce(t_nll(residual_sq, self.nu, self.num_classes), valid, self.reduction)
+        residual_sq = torch.where(valid, (one_hot - prob).pow(2).sum(dim=1), torch.zeros_like(prob[:, 0]))
+        dims = valid.flatten(1).sum(1).to(prob.dtype) * self.num_classes  # D of each image
+        per_image = t_nll(residual_sq.flatten(1).sum(1), self.nu, dims) / dims.clamp_min(1)
+        return _reduce(per_image, dims > 0, self.reduction)
 
 
 class LogitsLoss(_Loss):

@@ -50,14 +50,32 @@ def test_gce_tends_to_ce():
 
 
 def test_tloss_hand_computed():
-    # p = (0.5, 0.5), y = 0: ||δ||² = 0.5, D = 2, ν = 1:
-    # -lgamma(1.5) + lgamma(0.5) + log(π) + 1.5 log(1.5) = log 2 + log π + 1.5 log 1.5
+    # one image of one pixel, p = (0.5, 0.5), y = 0: ||δ||² = 0.5, D = 2, ν = 1:
+    # -lgamma(1.5) + lgamma(0.5) + log(π) + 1.5 log(1.5) = log 2 + log π + 1.5 log 1.5, divided by D = 2
     x, y = pixels([[0.0, 0.0]], [0])
     loss = TLoss(num_classes=2)
     assert float(loss.nu.detach()) == pytest.approx(1.0, abs=1e-6)
-    assert float(loss(x, y)) == pytest.approx(math.log(2) + math.log(math.pi) + 1.5 * math.log(1.5), abs=1e-5)
+    expected = (math.log(2) + math.log(math.pi) + 1.5 * math.log(1.5)) / 2
+    assert float(loss(x, y)) == pytest.approx(expected, abs=1e-5)
     # ν = 2, ||δ||² = 0 (a certain, correct prediction): -lgamma(2) + lgamma(1) + log(2π) = log 2π
     assert float(t_nll(torch.tensor(0.0), torch.tensor(2.0), 2)) == pytest.approx(math.log(2 * math.pi), abs=1e-6)
+
+
+def test_tloss_pools_each_image():
+    """One Student-t sample per image (the paper's D = the image's size): the residuals of an image's pixels are
+    summed inside one log, not averaged over per-pixel logs."""
+    torch.manual_seed(0)
+    x, y = torch.randn(2, 3, 2, 2), torch.randint(0, 3, (2, 1, 2, 2))
+    residual_sq = (F.one_hot(y[:, 0], 3).movedim(-1, 1) - torch.softmax(x, 1)).pow(2).sum(dim=(1, 2, 3))
+    d, nu = 12.0, 1.0  # 3 classes x 4 pixels
+    per_image = [
+        (-math.lgamma((nu + d) / 2) + math.lgamma(nu / 2) + d / 2 * math.log(math.pi * nu))
+        + (nu + d) / 2 * math.log1p(float(s) / nu)
+        for s in residual_sq
+    ]
+    loss = TLoss(num_classes=3, reduction="none")
+    torch.testing.assert_close(loss(x, y), torch.tensor(per_image) / d)
+    assert float(TLoss(num_classes=3)(x, y)) == pytest.approx(sum(per_image) / d / 2, abs=1e-5)
 
 
 def test_tloss_gradient_reaches_nu():
