@@ -205,9 +205,13 @@ def test_monai_bundle_load_builds_the_inference_workflow(tmp_path):
 
 
 def test_shipped_model_beats_threshold_on_demo_test_split(tmp_path):
-    """models/model.pt, trained by the default run, scores on the held-out clean test split of the demo data."""
-    wf = workflow(["train.json", "evaluate.json"], "eval", dataset_dir=str(tmp_path / "demo"), output_dir=str(tmp_path))
-    run(wf)
+    """The shipped weights score on the held-out clean test split of the demo data what configs/metadata.json says,
+    through the documented evaluate command. They are read from models/model.ts (the committed export of the
+    shipped checkpoint), because the README's training command rewrites models/model.pt."""
+    shipped = tmp_path / "model.pt"
+    torch.save(torch.jit.load(str(ROOT / "models" / "model.ts"), map_location="cpu").state_dict(), shipped)
+    override = {"dataset_dir": str(tmp_path / "demo"), "output_dir": str(tmp_path), "model_path": str(shipped)}
+    run(workflow(["train.json", "evaluate.json"], "eval", **override))
     with open(tmp_path / "val_mean_dice_summary.csv") as f:
         per_class = {row["class"]: float(row["mean"]) for row in csv.DictReader(f)}
     mean_dice = np.mean([per_class[c] for c in ("shaft", "wrist", "clasper")])
