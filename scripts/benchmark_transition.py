@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -85,10 +86,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--pixels", type=int, default=16384)
+    parser.add_argument("--lambda_volume", type=float, help="volume weight (default: train.json's)")
     parser.add_argument("--out", default=str(BUNDLE_ROOT / "docs" / "benchmarks" / "transition.md"))
     args = parser.parse_args(argv)
     config = json.loads((BUNDLE_ROOT / "configs" / "train.json").read_text())
     init, lr, volume = config["transition_init"], config["transition_lr"], config["lambda_volume"]
+    volume = volume if args.lambda_volume is None else args.lambda_volume
     rows = []
     for prior_name, prior in (("balanced", (0.25,) * 4), ("demo", DEMO_PRIOR)):
         prior = torch.tensor(prior)
@@ -110,12 +113,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     "learned_diagonal": torch.diagonal(learned).tolist(),
                 }
             )
+    command = " ".join(["python -m scripts.benchmark_transition", *(argv if argv is not None else sys.argv[1:])])
     lines = [
         "# Transition recovery (controlled experiment)",
         "",
-        f"`python -m scripts.benchmark_transition --steps {args.steps} --pixels {args.pixels}`: fixed calibrated clean",
+        f"`{command}`: fixed calibrated clean",
         f"posteriors on {args.pixels} pixels, noisy labels drawn from the true T; only T_C optimised with train.json's",
-        f"defaults (transition_init {init}, Adam at transition_lr {lr}, lambda_volume {volume}), {args.steps} steps.",
+        f"settings (transition_init {init}, Adam at transition_lr {lr}, lambda_volume {volume}), {args.steps} steps.",
         "Error: mean row L1 distance to the true T (0 = exact, 2 = disjoint).",
         "",
         "| prior | noise | error at start | error learned | learned diagonal | error anchor estimate |",
