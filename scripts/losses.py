@@ -130,8 +130,9 @@ def affinity_bce(
         t_affinity: (2, 2) affinity transition ``T_A`` (0 = different, 1 = same), or None for no correction.
         ignore_index: label value whose pairs are left out.
         chunk_size: rows per chunk of the exact loss; None picks chunks of about 4M pairs.
-        num_pairs: if given, an unbiased estimate from this many pairs per image drawn uniformly (with
-            replacement) among the valid pixels, instead of the exact mean.
+        num_pairs: if given, an unbiased estimate of the exact mean from this many pairs per image instead: both
+            pixels of a pair are drawn uniformly (with replacement) among the image's valid pixels, so no ignored
+            pixel enters a pair, and each image's mean is weighted by its share of the valid pairs.
 
     Returns:
         scalar loss.
@@ -152,9 +153,10 @@ def affinity_bce(
             affinity = (gather(f, i) * gather(f, j)).sum(-1)  # B, M
             p_same = t_affinity[0, 1] + affinity * (t_affinity[1, 1] - t_affinity[0, 1])
             prob = torch.where(torch.gather(y, 1, i) == torch.gather(y, 1, j), p_same, 1 - p_same)
-            image_valid = valid.any(dim=1, keepdim=True).float()
-            num_valid_pairs = (image_valid.sum() * num_pairs).clamp_min(1)
-            return -(torch.log(prob.clamp_min(_CLAMP)) * image_valid).sum() / num_valid_pairs
+            # each image's mean weighted by its share of the valid pairs, as in the exact mean (0 for no valid pixel)
+            pairs_per_image = valid.sum(dim=1).to(f) ** 2
+            image_weight = pairs_per_image / pairs_per_image.sum().clamp_min(1)
+            return -(torch.log(prob.clamp_min(_CLAMP)).mean(dim=1) * image_weight).sum()
         rows = chunk_size or max(1, _CHUNK_ELEMENTS // (batch * n))
         total = f.new_zeros(())
         for start in range(0, n, rows):

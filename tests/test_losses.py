@@ -120,6 +120,48 @@ def test_sampled_pairs_are_unbiased():
     assert estimates.std() > 0
 
 
+def test_sampled_pairs_never_touch_ignored_pixels():
+    """On a 3D grid, the valid voxels share one label and one embedding (a = 1: every valid pair costs -log T_A[1,1]
+    = -log .8); the ignored ones are orthogonal to them (a pair with one would cost -log .9 or -log .1). Any pair
+    drawn with an ignored voxel, or the fully ignored third image, would move the estimate off -log .8 and give the
+    ignored embedding a gradient."""
+    embedding = torch.zeros(3, 2, 3, 4, 5, dtype=torch.float64)
+    target = torch.full((3, 3, 4, 5), 255)
+    target[0, :2], target[1, :, :1] = 1, 1  # 40 and 15 valid voxels; none in the third image
+    valid = target != 255
+    embedding[:, 0][valid], embedding[:, 1][~valid] = 1.0, 1.0
+    embedding.requires_grad_()
+    torch.manual_seed(0)
+    loss = affinity_bce(embedding, target, T_AFFINITY, ignore_index=255, num_pairs=4096)
+    torch.testing.assert_close(loss, torch.tensor(-math.log(0.8), dtype=torch.float64))
+    (grad,) = torch.autograd.grad(loss, embedding)
+    assert grad.abs().sum() > 0 and torch.count_nonzero(grad.movedim(1, -1)[~valid]) == 0
+
+
+def test_sampled_pairs_with_ignored_pixels_estimate_the_exact_mean():
+    """Two images with 20 and 5 valid pixels of 48: the exact loss, a pair loop over the valid pixels only (pooled
+    over the batch, 425 pairs), is what the sampled estimate averages to; a fully ignored image adds nothing."""
+    embedding, target = random_case(batch=2, grid=(6, 8), seed=5)
+    target = target.clone()
+    target.view(2, -1)[0, 20:], target.view(2, -1)[1, 5:] = 255, 255
+    losses = []
+    for f, y in zip(embedding.detach().flatten(2).transpose(1, 2), target.flatten(1), strict=True):
+        for i in torch.nonzero(y != 255)[:, 0]:
+            for j in torch.nonzero(y != 255)[:, 0]:
+                p = 0.1 + float(f[i] @ f[j]) * (0.8 - 0.1)
+                losses.append(-math.log(p if y[i] == y[j] else 1 - p))
+    assert len(losses) == 20**2 + 5**2
+    exact = affinity_bce(embedding, target, T_AFFINITY, ignore_index=255)
+    torch.testing.assert_close(exact, torch.tensor(np.mean(losses)).double())
+    torch.manual_seed(0)
+    estimates = torch.stack(
+        [affinity_bce(embedding, target, T_AFFINITY, ignore_index=255, num_pairs=64) for _ in range(400)]
+    ).detach()
+    assert abs(estimates.mean() - exact) < 4 * estimates.std() / math.sqrt(len(estimates))
+    nothing = affinity_bce(embedding[:1], torch.full_like(target[:1], 255), T_AFFINITY, 255, num_pairs=64)
+    assert nothing.item() == 0.0 and nothing.requires_grad  # a fully ignored batch: 0, not NaN
+
+
 def test_transition_log_volume():
     torch.testing.assert_close(transition_log_volume(T_CLASS), torch.tensor(math.log(0.5)))
     # bounded below: a singular or reflected T gives log(floor) and no gradient, never -inf or NaN
