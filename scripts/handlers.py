@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from ignite.engine import Engine, Events
@@ -151,6 +151,8 @@ class TransitionEstimateHandler:
         source: ``"anchor"`` or ``"trusted"``.
         device: where the network runs (default: the device of its parameters).
         pixels_per_image: pixels sampled per image for the anchor estimate.
+        inferer: how the network predicts a batch, ``inferer(images, network)`` (e.g. the validation's
+            ``SlidingWindowInferer``, for whole volumes larger than a patch); None calls the network directly.
         top_fraction: see :func:`scripts.transition.anchor_transition`.
     """
 
@@ -164,6 +166,7 @@ class TransitionEstimateHandler:
         device: torch.device | str | None = None,
         pixels_per_image: int = 4096,
         top_fraction: float = 0.1,
+        inferer: Callable[[torch.Tensor, torch.nn.Module], torch.Tensor] | None = None,
     ) -> None:
         if source not in ("anchor", "trusted"):
             raise ValueError(f"transition estimate source must be 'anchor' or 'trusted', got {source!r}")
@@ -175,6 +178,7 @@ class TransitionEstimateHandler:
         self.device = device
         self.pixels_per_image = pixels_per_image
         self.top_fraction = top_fraction
+        self.inferer = inferer
         self.logger = logging.getLogger(__name__)
 
     def attach(self, engine: Engine) -> None:
@@ -192,7 +196,8 @@ class TransitionEstimateHandler:
         self.network.eval()
         try:
             for batch in self.data_loader:
-                probs = self.network(batch["image"].to(device)).float()
+                images = batch["image"].to(device)
+                probs = (self.network(images) if self.inferer is None else self.inferer(images, self.network)).float()
                 if self.source == "trusted":
                     sums += soft_confusion(probs, batch["label"].to(device), num_classes, self.loss.ignore_index)
                     continue

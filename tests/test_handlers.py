@@ -158,6 +158,23 @@ def test_anchor_estimate_recovers_the_rows_of_a_noisy_posterior():
     torch.testing.assert_close(handler.estimate(), table)
 
 
+def test_estimate_predicts_through_the_inferer():
+    """With an inferer (the validation's sliding window in 3D) the estimate predicts each batch through it."""
+    table = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    labels = torch.tensor([[[[0, 1], [1, 0]]]])
+    calls = []
+
+    def inferer(images: torch.Tensor, network: torch.nn.Module) -> torch.Tensor:
+        calls.append(tuple(images.shape))
+        return network(images)
+
+    loss = CALCLoss(2, lambda_consistency=0.0)
+    batch = {"image": labels.float(), "label": labels}
+    handler = TransitionEstimateHandler(loss, FixedProbabilities(table), [batch], 0, "trusted", inferer=inferer)
+    torch.testing.assert_close(handler.estimate(), table)
+    assert calls == [(1, 1, 2, 2)]
+
+
 def test_estimate_handler_bad_source():
     with pytest.raises(ValueError, match="'anchor' or 'trusted'"):
         TransitionEstimateHandler(CALCLoss(2, lambda_consistency=0.0), torch.nn.Identity(), [], 0, source="oracle")
