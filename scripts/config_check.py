@@ -38,6 +38,7 @@ __all__ = [
     "ConfigError",
     "check_config",
     "check_outputs_outside_inputs",
+    "checked_choice",
     "config_problems",
     "install_exit_on_error",
     "reported_error",
@@ -257,6 +258,21 @@ def _size_problems(
             f"grid {list(grid)}: lower affinity_grid, or set affinity_pairs (e.g. 65536) for the sampled estimate"
         )
     return problems
+
+
+def checked_choice(key: str, value: Any, choices: Sequence[Any]) -> Any:
+    """``value`` when it is one of ``choices``, for a config expression that picks a transform by a key's value.
+
+    Example (train_3d.json: the CT window only when ``intensity`` is ``"ct"``)::
+
+        "_disabled_": "$@scripts.config_check.checked_choice('intensity', @intensity, ('ct', 'mri')) != 'ct'"
+
+    Raises:
+        ConfigError: naming ``key``, the choices and ``value``.
+    """
+    if value not in choices:
+        raise ConfigError(f"{key}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
 
 
 def _message(problems: Sequence[str]) -> str:

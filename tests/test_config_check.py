@@ -30,6 +30,7 @@ from scripts.config_check import (
     ConfigError,
     check_config,
     check_outputs_outside_inputs,
+    checked_choice,
     config_problems,
     reported_error,
 )
@@ -71,6 +72,22 @@ def values(tmp_path: Path, **override: Any) -> dict[str, Any]:
 def test_shipped_values_pass(tmp_path):
     assert config_problems(**values(tmp_path)) == []
     check_config(**values(tmp_path))
+
+
+def test_3d_overlay_values_pass(tmp_path):
+    """train_3d.json's values (the network's input is the 96^3 patch) pass; its 32^3 grid needs sampled pairs."""
+    overlay = json.loads((CONFIGS / "train_3d.json").read_text())
+    shipped_3d = values(tmp_path, **{key: overlay[key] for key in CHECKED if key in overlay and key != "image_size"})
+    shipped_3d["image_size"] = overlay["patch_size"]
+    assert overlay["image_size"] == "@patch_size" and config_problems(**shipped_3d) == []
+    exact = config_problems(**{**shipped_3d, "affinity_pairs": None})
+    assert len(exact) == 1 and exact[0].startswith("affinity_grid: expected at most")
+
+
+def test_checked_choice():
+    assert checked_choice("intensity", "mri", ("ct", "mri")) == "mri"
+    with pytest.raises(ConfigError, match="^intensity: expected one of 'ct', 'mri', got 'CT'$"):
+        checked_choice("intensity", "CT", ("ct", "mri"))
 
 
 CASES = [  # overrides, the key the message must name, words of what was expected
