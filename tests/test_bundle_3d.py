@@ -18,6 +18,7 @@ import csv
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -188,7 +189,8 @@ def test_inference_writes_predictions_in_the_input_geometry(scans, tmp_path):
     np.testing.assert_allclose(pred.affine, np.asarray(series.affine), atol=1e-4)
 
 
-def preprocessing(**keys) -> ConfigParser:
+def preprocessing(**keys: Any) -> ConfigParser:
+    """train.json with train_3d.json and ``keys`` on top, unparsed."""
     parser = ConfigParser()
     parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "train_3d.json")])
     parser.update({"bundle_root": str(ROOT), **keys})
