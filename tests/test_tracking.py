@@ -33,7 +33,7 @@ TINY_NET = {  # as in test_bundle.py: an epoch takes about a second on a CPU
     "progress_bar": False,
 }
 # top-level keys of train.json that are not settings of the experiment: where files go, how the run shows progress
-NOT_PARAMS = {"bundle_root", "num_workers", "progress_bar", "resume", "tensorboard_images"}
+NOT_PARAMS = {"bundle_root", "num_workers", "progress_bar", "resume", "tensorboard_images", "inference_transforms"}
 
 
 def run_tracked(configs: list[str], workflow_type: str, override: dict) -> None:
