@@ -198,6 +198,55 @@ def train_step_table(
     return rows
 
 
+STEP_3D_CASES = {
+    "ce": "same 3D backbone + 1×1 class head, cross-entropy (baseline)",
+    "jcas": "JCAS correction stage, grid 32³, 65536 sampled pairs (train_3d.json)",
+}
+
+
+def _step_3d(case: str, device: torch.device, patch: int, batch: int, channels: tuple[int, ...], classes: int = 3):
+    """A closure of one 3D training step on a ``patch``³ batch: the baseline or JCAS (see :data:`STEP_3D_CASES`)."""
+    torch.manual_seed(0)
+    x = torch.rand(batch, 1, patch, patch, patch, device=device)
+    y = torch.randint(0, classes, (batch, 1, patch, patch, patch), device=device)
+    feat = channels[0]
+    backbone = UNet(3, 1, feat, channels, (2,) * (len(channels) - 1), num_res_units=2)
+    net = JCASNet(backbone, feat, classes, spatial_dims=3, affinity_grid=32, use_dar=case == "jcas").to(device)
+    if case == "ce":
+        return _train_step(net.train(), lambda out, t: F.cross_entropy(out["logits"], t[:, 0]), x, y)
+    prior = torch.full((classes,), 1.0 / classes)
+    loss = CALCLoss(classes, prior, correction=True, affinity_pairs=65536).to(device)
+    return _train_step(net.train(), loss, x, y)
+
+
+def step_3d_peak_memory(case: str, device: torch.device, patch: int, batch: int, channels: tuple[int, ...]) -> float:
+    """Peak extra memory (bytes) of one 3D training step (after a first one), in a fresh process on the CPU."""
+    if device.type == "cuda":
+        step = _step_3d(case, device, patch, batch, channels)
+        step()
+        return peak_memory(step, device)
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    cmd = [sys.executable, "-m", "scripts.benchmark_core", "--memory-step3d", case, str(patch), str(batch)]
+    cmd += ["--channels", *map(str, channels)]
+    done = subprocess.run(cmd, env=env, cwd=BUNDLE_ROOT, capture_output=True, text=True, check=True)
+    return float(done.stdout.split()[-1])
+
+
+def step_3d_table(device: torch.device, repeats: int, channels: tuple[int, ...], patch: int, batch: int) -> list[str]:
+    """Markdown rows: time and peak memory of a JCAS 3D training step against the same backbone's cross-entropy."""
+    steps = {name: _step_3d(case, device, patch, batch, channels) for case, name in STEP_3D_CASES.items()}
+    times = time_interleaved(steps, repeats, device)
+    memory = {name: step_3d_peak_memory(case, device, patch, batch, channels) for case, name in STEP_3D_CASES.items()}
+    base = STEP_3D_CASES["ce"]
+    rows = ["| training step | time (s) | ratio | peak memory (MiB) | ratio |", "|---|---|---|---|---|"]
+    for name in steps:
+        t, m = times[name], memory[name]
+        rows.append(f"| {name} | {t:.2f} | {t / times[base]:.2f}× | {m / 2**20:.0f} | {m / memory[base]:.2f}× |")
+    for row in rows[2:]:
+        print(row, flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="docs/benchmarks/core.md", help="Markdown file the tables are written to")
@@ -205,8 +254,18 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="UNet channels")
     parser.add_argument("--skip-dar", action="store_true", help="only the training-step table")
+    parser.add_argument("--skip-2d", action="store_true", help="no 2D training-step table")
+    parser.add_argument("--patch3d", type=int, default=96, help="3D patch size of the 3D training-step table (0: none)")
+    parser.add_argument("--batch3d", type=int, default=2, help="3D patches per step")
     parser.add_argument("--memory-case", nargs=5, help=argparse.SUPPRESS)  # internal: grid naive batch C D
+    parser.add_argument("--memory-step3d", nargs=3, help=argparse.SUPPRESS)  # internal: case patch batch
     args = parser.parse_args()
+    if args.memory_step3d:
+        case, patch, batch = args.memory_step3d
+        step = _step_3d(case, torch.device("cpu"), int(patch), int(batch), tuple(args.channels))
+        step()  # first call: one-off allocations (optimizer state, library)
+        print(peak_memory(step, torch.device("cpu")))
+        return
     if args.memory_case:
         grid, naive, batch, classes, channels = args.memory_case
         step = _dar_case(
@@ -223,21 +282,25 @@ def main() -> None:
     lines = [
         "# JCAS core benchmark",
         "",
-        f"`python -m scripts.benchmark_core --repeats {args.repeats}` on {where}, torch {torch.__version__}.",
+        f"`{' '.join(['python -m scripts.benchmark_core', *sys.argv[1:]])}` on {where}, torch {torch.__version__}.",
         "Times are medians of interleaved repeats; peak memory is the extra memory of one forward+backward.",
         "",
     ]
     if not args.skip_dar:
         lines += ["## DAR forward + backward (C = 4, D = 64), linear against naive N×N", ""]
         lines += dar_table(device, args.repeats) + [""]
-    lines += [f"## One training step at 256×320, batch 4, UNet channels {tuple(args.channels)}, SGD", ""]
-    lines += [
-        "The baseline is the network JCAS trains without its additions: the same UNet feature extractor (its output",
-        f"has {args.channels[0]} channels) and 1×1 class head, with cross-entropy. A UNet whose last layer outputs the",
-        "classes directly is shown too.",
-        "",
-    ]
-    lines += train_step_table(device, args.repeats, tuple(args.channels)) + [""]
+    if not args.skip_2d:
+        lines += [f"## One training step at 256×320, batch 4, UNet channels {tuple(args.channels)}, SGD", ""]
+        lines += [
+            "The baseline is the network JCAS trains without its additions: the same UNet feature extractor (its",
+            f"output has {args.channels[0]} channels) and 1×1 class head, with cross-entropy. A UNet whose last layer",
+            "outputs the classes directly is shown too.",
+            "",
+        ]
+        lines += train_step_table(device, args.repeats, tuple(args.channels)) + [""]
+    if args.patch3d:
+        lines += [f"## One 3D training step, {args.batch3d} patches of {args.patch3d}³, 3 classes, SGD", ""]
+        lines += step_3d_table(device, args.repeats, tuple(args.channels), args.patch3d, args.batch3d) + [""]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
