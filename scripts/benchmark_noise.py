@@ -77,7 +77,7 @@ CLEAN, NOISY_CE = "CE (clean labels)", "CE"
 EXTRA_METHODS = ("JCAS without L_A", FROM_IDENTITY, TRUSTED, *PEERS)  # run only when named in --methods
 
 
-def _cli_value(value) -> str:
+def cli_value(value) -> str:
     """A value as python-fire (MONAI's command line) reads it back: Python literals, so ``False``, not ``false``."""
     return (
         repr(list(value) if isinstance(value, tuple) else value) if not isinstance(value, (str, Path)) else str(value)
@@ -97,7 +97,7 @@ def bundle_run(configs: list[str], overrides: dict, log: Path) -> None:
     ]
     cmd += ["--logging_file", str(BUNDLE_ROOT / "configs" / "logging.conf"), "--bundle_root", str(BUNDLE_ROOT)]
     for key, value in overrides.items():
-        cmd += [f"--{key}", _cli_value(value)]
+        cmd += [f"--{key}", cli_value(value)]
     with open(log, "w") as f:
         done = subprocess.run(cmd, cwd=BUNDLE_ROOT, stdout=f, stderr=subprocess.STDOUT, check=False)
     if done.returncode:
@@ -190,7 +190,7 @@ def run_plan(args, method: str, mode: str | None, seed: int, datalist: Path, wor
 def run_one(args, method: str, mode: str | None, seed: int, datalist: Path, work: Path) -> dict:
     """Train and evaluate one (method, noise mode, seed); reuse a finished run made with the same settings."""
     run_dir, overrides = run_plan(args, method, mode, seed, datalist, work)
-    settings = {"overrides": {k: _cli_value(v) for k, v in overrides.items()}, "code": code_digest()}
+    settings = {"overrides": {k: cli_value(v) for k, v in overrides.items()}, "code": code_digest()}
     result_file = run_dir / "result.json"
     if result_file.is_file():
         result = json.loads(result_file.read_text())

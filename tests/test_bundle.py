@@ -28,6 +28,7 @@ from monai.bundle import ConfigWorkflow
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from scripts.benchmark_noise import cli_value
 from scripts.demo_data import make_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,12 +63,11 @@ def run(wf: ConfigWorkflow) -> None:
     wf.finalize()
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> dict:
-    """A tiny demo dataset and the overrides that train on it for two epochs (one warm-up, one correction)."""
-    root = tmp_path_factory.mktemp("bundle")
+def tiny_demo(root: Path) -> dict:
+    """A tiny demo dataset in ``root/data`` and the overrides that train on it for two epochs (one warm-up, one
+    correction), writing to ``root/models`` and ``root/eval``."""
     datalist = make_demo_dataset(root / "data", num_train=8, num_val=4, num_test=4, size=(64, 80))
-    override = {
+    return {
         **TINY_NET,
         "datalist": datalist,
         "dataset_dir": str(root / "data"),
@@ -77,6 +77,13 @@ def demo(tmp_path_factory) -> dict:
         "max_epochs": 2,
         "warmup_epochs": 1,
     }
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> dict:
+    """A tiny demo dataset and the overrides that train on it for two epochs (one warm-up, one correction)."""
+    root = tmp_path_factory.mktemp("bundle")
+    override = tiny_demo(root)
     wf = workflow(["train.json"], "train", **override)
     assert wf.check_properties() in (None, [])
     run(wf)
@@ -282,9 +289,7 @@ def test_train_and_evaluate_3d_nifti(tmp_path):
 
 def cli_args(override: dict) -> list[str]:
     """Overrides as ``python -m monai.bundle run`` arguments (python-fire reads Python literals back)."""
-    return [
-        f"--{key}={value!r}" if not isinstance(value, str) else f"--{key}={value}" for key, value in override.items()
-    ]
+    return [f"--{key}={cli_value(value)}" for key, value in override.items()]
 
 
 def run_cli(configs: list[str], override: dict, cwd: Path, launcher: tuple[str, ...] = ()) -> str:
@@ -375,3 +380,16 @@ def test_multi_gpu_evaluate_on_two_cpu_processes(demo, tmp_path):
         assert sorted(Path(row["filename"]).name for row in raw) == [f"test_{i:03d}.png" for i in range(4)]
         assert set(summary) == {"shaft", "wrist", "clasper", "mean"}
         assert summary == pytest.approx(tables["single"][1], abs=1e-4)
+
+
+def test_training_repeats_bit_for_bit(demo, tmp_path):
+    """Same seed, same thread count: two trainings give the same weights and transitions (the model card's
+    reproducibility claim; the published benchmark runs were reused on it)."""
+    states = []
+    for name in ("a", "b"):
+        override = {**demo["override"], "ckpt_dir": str(tmp_path / name), "output_dir": str(tmp_path / f"{name}_eval")}
+        run(workflow(["train.json"], "train", **override))
+        states.append(torch.load(tmp_path / name / "checkpoint_final.pt", map_location="cpu", weights_only=False))
+    for part in ("network", "loss"):
+        for key, value in states[0][part].items():
+            assert torch.equal(value, states[1][part][key]), f"{part}.{key}"

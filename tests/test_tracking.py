@@ -16,44 +16,21 @@ import json
 from pathlib import Path
 
 import pytest
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigParser
 
-from scripts.demo_data import make_demo_dataset
 from scripts.tracking import default_run_name, prepare_mlflow, training_loss
+from tests.test_bundle import CONFIGS, run, tiny_demo, workflow
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
-TINY_NET = {  # as in test_bundle.py: an epoch takes about a second on a CPU
-    "unet_channels": [8, 16, 32],
-    "unet_strides": [2, 2],
-    "feature_channels": 8,
-    "embedding_channels": 8,
-    "affinity_grid": 8,
-    "num_workers": 0,
-    "progress_bar": False,
-}
 # top-level keys of train.json that are not settings of the experiment: where files go, how the run shows progress
 NOT_PARAMS = {"bundle_root", "num_workers", "progress_bar", "resume", "tensorboard_images", "inference_transforms"}
 
 
 def run_tracked(configs: list[str], workflow_type: str, override: dict) -> None:
     """A workflow with ``tracking="mlflow"`` and MONAI's default store, as ``--tracking mlflow`` runs it."""
-    files = [str(CONFIGS / name) for name in configs]
     with pytest.MonkeyPatch.context() as env:
         env.delenv("MLFLOW_TRACKING_URI", raising=False)  # the store must be the bundle's default
         env.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        wf = ConfigWorkflow(
-            config_file=files if len(files) > 1 else files[0],
-            meta_file=str(CONFIGS / "metadata.json"),
-            logging_file=str(CONFIGS / "logging.conf"),
-            workflow_type=workflow_type,
-            bundle_root=str(ROOT),
-            tracking="mlflow",
-            **override,
-        )
-        wf.initialize()
-        wf.run()
-        wf.finalize()
+        run(workflow(configs, workflow_type, tracking="mlflow", **override))
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +38,7 @@ def tracked(tmp_path_factory) -> dict:
     """Two epochs (one warm-up, one correction), then an evaluation, both tracked in the default store."""
     mlflow = pytest.importorskip("mlflow")
     root = tmp_path_factory.mktemp("tracking")
-    datalist = make_demo_dataset(root / "data", num_train=8, num_val=4, num_test=4, size=(64, 80))
-    override = {
-        **TINY_NET,
-        "datalist": datalist,
-        "dataset_dir": str(root / "data"),
-        "ckpt_dir": str(root / "models"),
-        "output_dir": str(root / "eval"),  # a plain path, as on the command line
-        "image_size": [80, 64],
-        "max_epochs": 2,
-        "warmup_epochs": 1,
-    }
+    override = tiny_demo(root)  # output_dir a plain path, as on the command line
     run_tracked(["train.json"], "train", override)
     store = root / "eval" / "mlruns.db"  # the default: <output_dir>/mlruns.db, artifacts in <output_dir>/mlruns
     assert store.is_file()
