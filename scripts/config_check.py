@@ -132,6 +132,7 @@ def config_problems(
     lambda_affinity: Any = 0.0,
     lambda_volume: Any = 0.0,
     lambda_consistency: Any = 0.0,
+    lambda_dice: Any = 0.0,
     learning_rate: Any = None,
     transition_lr: Any = None,
     weight_decay: Any = None,
@@ -156,6 +157,7 @@ def config_problems(
         lambda_affinity: weight of the affinity loss, >= 0.
         lambda_volume: weight of the volume term, >= 0.
         lambda_consistency: weight of the consistency term, >= 0.
+        lambda_dice: weight of the forward-corrected Dice term, >= 0.
         learning_rate: the network's learning rate, > 0.
         transition_lr: the transitions' learning rate, >= 0.
         weight_decay: the network's weight decay, >= 0.
@@ -204,6 +206,7 @@ def config_problems(
         ("lambda_affinity", lambda_affinity, False),
         ("lambda_volume", lambda_volume, False),
         ("lambda_consistency", lambda_consistency, False),
+        ("lambda_dice", lambda_dice, False),
         ("learning_rate", learning_rate, True),
         ("transition_lr", transition_lr, False),
         ("weight_decay", weight_decay, False),

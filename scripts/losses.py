@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.losses import DiceLoss
 from torch.nn.modules.loss import _Loss
 from torch.utils.checkpoint import checkpoint
 
@@ -32,6 +33,7 @@ __all__ = [
     "affinity_consistency",
     "class_index_target",
     "class_prior",
+    "forward_corrected_dice",
     "forward_corrected_nll",
     "transition_log_volume",
 ]
@@ -58,6 +60,14 @@ def class_index_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return target.long()
 
 
+def _noisy_probabilities(logits: torch.Tensor, t_class: torch.Tensor | None) -> torch.Tensor:
+    """BCH[WD] ``softmax(logits) T_C`` in float32 (``softmax(logits)`` when ``t_class`` is None); call with autocast
+    off, since autocast's einsum would return float16."""
+    probs = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
+    # contiguous: einsum may return a permuted view, and nll_loss's backward needs a contiguous input
+    return probs if t_class is None else torch.einsum("bc...,cd->bd...", probs, t_class.to(probs)).contiguous()
+
+
 def forward_corrected_nll(
     logits: torch.Tensor, target: torch.Tensor, t_class: torch.Tensor | None = None, ignore_index: int = -100
 ) -> torch.Tensor:
@@ -72,18 +82,38 @@ def forward_corrected_nll(
     Returns:
         scalar mean over the non-ignored pixels (0 when every pixel is ignored).
     """
-    # float32 even under autocast (whose einsum would return float16, where the clamp at 1e-10 is 0)
-    with torch.autocast(device_type=logits.device.type, enabled=False):
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    with torch.autocast(device_type=logits.device.type, enabled=False):  # float32: the clamp at 1e-10 is not 0
         if t_class is None:
-            log_probs = torch.log_softmax(logits, dim=1)
+            log_probs = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
         else:
-            noisy_probs = torch.einsum("bc...,cd->bd...", torch.softmax(logits, dim=1), t_class.to(logits))
-            log_probs = torch.log(noisy_probs.clamp_min(_CLAMP))
-        # a sum over the labelled pixels divided by their count (at least 1): a fully ignored batch gives 0, not NaN;
-        # nll_loss's backward needs a contiguous input, and einsum may return a permuted view
+            log_probs = torch.log(_noisy_probabilities(logits, t_class).clamp_min(_CLAMP))
+        # a sum over the labelled pixels divided by their count (at least 1): a fully ignored batch gives 0, not NaN
         total = F.nll_loss(log_probs.contiguous(), target, ignore_index=ignore_index, reduction="sum")
         return total / (target != ignore_index).sum().clamp_min(1)
+
+
+def forward_corrected_dice(
+    logits: torch.Tensor, target: torch.Tensor, t_class: torch.Tensor | None = None, ignore_index: int = -100
+) -> torch.Tensor:
+    """MONAI's soft Dice loss of the noisy-label probabilities ``softmax(logits) T_C`` against the noisy labels.
+
+    The Dice counterpart of :func:`forward_corrected_nll`: the network's clean posterior, carried through ``T_C``,
+    is compared with the labels the annotators drew. ``DiceLoss(include_background=True, to_onehot_y=True)`` as
+    MONAI's ``DiceCELoss`` uses it (one Dice per image and class, averaged), with ``softmax(logits)`` when
+    ``t_class`` is None.
+
+    Args:
+        logits: BCH[WD] class logits.
+        target: BH[WD] integer noisy labels.
+        t_class: (C, C) row-stochastic class transition ``T_C``, or None for no correction.
+        ignore_index: label value whose pixels count neither in the prediction nor in the label.
+
+    Returns:
+        scalar mean over images and classes.
+    """
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        dice = DiceLoss(include_background=True, to_onehot_y=True, ignore_index=ignore_index)
+        return dice(_noisy_probabilities(logits, t_class), target.unsqueeze(1))
 
 
 def _pair_bce_sum(
@@ -213,13 +243,14 @@ def class_prior(
 class CALCLoss(_Loss):
     """Joint class-affinity loss with noise correction (JCAS, Guo & Yuan, MICCAI 2022, arXiv 2206.07994).
 
-    Warm-up stage (``correction=False``): ``L = L_C + λ_A L_A``, uncorrected. Correction stage:
+    Warm-up stage (``correction=False``): ``L = L_C + λ_D L_D + λ_A L_A``, uncorrected. Correction stage:
 
     .. math::
-        L = L_C(T_C) + λ_A L_A(T_A) + λ_{vol} (\\log|\\det T_C| + \\log|\\det T_A|)
+        L = L_C(T_C) + λ_D L_D(T_C) + λ_A L_A(T_A) + λ_{vol} (\\log|\\det T_C| + \\log|\\det T_A|)
             + λ_{cons} \\|T_A^*(T_C, π) - T_A\\|^2
 
-    with ``L_C`` the forward-corrected NLL of the rectified logits ``P`` plus that of the logits ``Q``. The
+    with ``L_C`` the forward-corrected NLL of the rectified logits ``P`` plus that of the logits ``Q``, and ``L_D``
+    the same for MONAI's soft Dice loss (:func:`forward_corrected_dice`; our addition, 0 in the paper). The
     transitions ``t_class`` (``T_C``) and ``t_affinity`` (``T_A``) are submodules: ``loss.parameters()`` go to their
     own optimiser (see :class:`scripts.handlers.TransitionOptimizerHandler`) and ``loss.state_dict()`` saves them
     with the stage.
@@ -234,6 +265,7 @@ class CALCLoss(_Loss):
         class_prior: (C,) class frequencies of the noisy training labels (see :func:`class_prior`); needed when
             ``lambda_consistency > 0``.
         lambda_affinity: weight of the affinity loss ``L_A``; 0 turns it (and the embedding's use) off.
+        lambda_dice: weight of the forward-corrected Dice term ``L_D``; 0 (the paper's loss) leaves it out.
         lambda_volume: weight of the volume term.
         lambda_consistency: weight of the class-affinity consistency term.
         ignore_index: label value that contributes nothing (None: every value is a class).
@@ -257,9 +289,15 @@ class CALCLoss(_Loss):
         transition_init: float | Sequence[Sequence[float]] | torch.Tensor = -4.0,
         affinity_chunk_size: int | None = None,
         affinity_pairs: int | None = None,
+        lambda_dice: float = 0.0,
     ) -> None:
         super().__init__()
-        self.weights = {"affinity": lambda_affinity, "volume": lambda_volume, "consistency": lambda_consistency}
+        self.weights = {
+            "affinity": lambda_affinity,
+            "volume": lambda_volume,
+            "consistency": lambda_consistency,
+            "dice": lambda_dice,
+        }
         for name, value in self.weights.items():
             if value < 0:
                 raise ValueError(f"lambda_{name} must be >= 0, got {value}")
@@ -315,6 +353,8 @@ class CALCLoss(_Loss):
 
         class_logits = [logits] + ([pred["rectified"]] if "rectified" in pred else [])
         terms = {"class": sum(forward_corrected_nll(x, target, t_class, self.ignore_index) for x in class_logits)}
+        if self.weights["dice"] > 0:
+            terms["dice"] = sum(forward_corrected_dice(x, target, t_class, self.ignore_index) for x in class_logits)
         if self.weights["affinity"] > 0:
             embedding = pred["embedding"]
             grid_target = F.interpolate(target[:, None].float(), size=embedding.shape[2:], mode="nearest")[:, 0].long()
