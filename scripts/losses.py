@@ -243,14 +243,16 @@ def class_prior(
 class CALCLoss(_Loss):
     """Joint class-affinity loss with noise correction (JCAS, Guo & Yuan, MICCAI 2022, arXiv 2206.07994).
 
-    Warm-up stage (``correction=False``): ``L = L_C + λ_D L_D + λ_A L_A``, uncorrected. Correction stage:
+    Warm-up stage (``correction=False``): ``L = L_C + λ_A L_A``, uncorrected. Correction stage:
 
     .. math::
         L = L_C(T_C) + λ_D L_D(T_C) + λ_A L_A(T_A) + λ_{vol} (\\log|\\det T_C| + \\log|\\det T_A|)
             + λ_{cons} \\|T_A^*(T_C, π) - T_A\\|^2
 
     with ``L_C`` the forward-corrected NLL of the rectified logits ``P`` plus that of the logits ``Q``, and ``L_D``
-    the same for MONAI's soft Dice loss (:func:`forward_corrected_dice`; our addition, 0 in the paper). The
+    the same for MONAI's soft Dice loss (:func:`forward_corrected_dice`; our addition, 0 in the paper). ``L_D``
+    joins at the switch only: the warm-up's NLL, a proper scoring rule, leaves the network's posteriors calibrated
+    to the noisy labels, which the anchor estimate of ``T_C`` at the switch reads (Dice sharpens them). The
     transitions ``t_class`` (``T_C``) and ``t_affinity`` (``T_A``) are submodules: ``loss.parameters()`` go to their
     own optimiser (see :class:`scripts.handlers.TransitionOptimizerHandler`) and ``loss.state_dict()`` saves them
     with the stage.
@@ -265,7 +267,8 @@ class CALCLoss(_Loss):
         class_prior: (C,) class frequencies of the noisy training labels (see :func:`class_prior`); needed when
             ``lambda_consistency > 0``.
         lambda_affinity: weight of the affinity loss ``L_A``; 0 turns it (and the embedding's use) off.
-        lambda_dice: weight of the forward-corrected Dice term ``L_D``; 0 (the paper's loss) leaves it out.
+        lambda_dice: weight of the forward-corrected Dice term ``L_D`` in the correction stage; 0 (the paper's
+            loss) leaves it out.
         lambda_volume: weight of the volume term.
         lambda_consistency: weight of the class-affinity consistency term.
         ignore_index: label value that contributes nothing (None: every value is a class).
@@ -353,7 +356,7 @@ class CALCLoss(_Loss):
 
         class_logits = [logits] + ([pred["rectified"]] if "rectified" in pred else [])
         terms = {"class": sum(forward_corrected_nll(x, target, t_class, self.ignore_index) for x in class_logits)}
-        if self.weights["dice"] > 0:
+        if correct and self.weights["dice"] > 0:
             terms["dice"] = sum(forward_corrected_dice(x, target, t_class, self.ignore_index) for x in class_logits)
         if self.weights["affinity"] > 0:
             embedding = pred["embedding"]

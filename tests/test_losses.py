@@ -22,6 +22,7 @@ from scripts.losses import (
     affinity_bce,
     affinity_consistency,
     class_prior,
+    forward_corrected_dice,
     forward_corrected_nll,
     transition_log_volume,
 )
@@ -55,6 +56,44 @@ def test_forward_corrected_nll_ignore_index():
     torch.testing.assert_close(
         forward_corrected_nll(logits, target, T_CLASS, ignore_index=255), torch.tensor(-math.log(0.45))
     )
+
+
+def two_pixel_dice_case() -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Logits with softmax (.8, .2) and (.4, .6), labels (0, 1), and the Dice loss after ``T_CLASS``.
+
+    Corrected probabilities (.8 .8 + .2 .3, .8 .2 + .2 .7) = (.7, .3) and (.4 .8 + .6 .3, .4 .2 + .6 .7) = (.5, .5);
+    class 0: TP .7, prediction 1.2, label 1; class 1: TP .5, prediction .8, label 1; MONAI's smoothing 1e-5.
+    """
+    logits = torch.log(torch.tensor([[0.8, 0.4], [0.2, 0.6]])).view(1, 2, 1, 2)
+    smooth = 1e-5
+    dice = [(2 * 0.7 + smooth) / (1.2 + 1 + smooth), (2 * 0.5 + smooth) / (0.8 + 1 + smooth)]
+    return logits, torch.tensor([[[0, 1]]]), 1 - sum(dice) / 2
+
+
+def test_forward_corrected_dice_hand_value():
+    logits, target, expected = two_pixel_dice_case()
+    torch.testing.assert_close(forward_corrected_dice(logits, target, T_CLASS), torch.tensor(expected))
+    # uncorrected: class 0 TP .8, prediction 1.2; class 1 TP .6, prediction .8
+    plain = 1 - ((1.6 + 1e-5) / (2.2 + 1e-5) + (1.2 + 1e-5) / (1.8 + 1e-5)) / 2
+    torch.testing.assert_close(forward_corrected_dice(logits, target), torch.tensor(plain))
+    torch.testing.assert_close(forward_corrected_dice(logits, target, torch.eye(2)), torch.tensor(plain))
+
+
+def test_forward_corrected_dice_ignore_index():
+    logits, target, expected = two_pixel_dice_case()
+    # a third pixel, labelled 255 and predicted confidently as class 1, counts neither as prediction nor as label
+    logits = torch.cat([logits, torch.tensor([-9.0, 9.0]).view(1, 2, 1, 1)], dim=3)
+    target = torch.cat([target, torch.tensor([[[255]]])], dim=2)
+    torch.testing.assert_close(forward_corrected_dice(logits, target, T_CLASS, ignore_index=255), torch.tensor(expected))
+
+
+def test_forward_corrected_dice_moves_the_transition():
+    # the rare class's pixels are labelled as the common class: a T_C that explains this lowers the corrected Dice
+    logits, target, _ = two_pixel_dice_case()
+    weight = torch.zeros(2, 2, requires_grad=True)
+    t_class = torch.softmax(weight, dim=1)
+    forward_corrected_dice(logits, torch.zeros_like(target), t_class).backward()
+    assert weight.grad[1, 0] < 0 < weight.grad[1, 1]  # gradient descent moves class 1's row towards label 0
 
 
 def test_affinity_bce_hand_value():
@@ -238,6 +277,24 @@ def test_correction_combines_terms_with_weights():
     assert set(loss.last_terms) == {"class", "affinity", "volume", "consistency", "total"}
 
 
+def test_dice_term_is_weighted_and_corrected():
+    pred, target = make_pred(seed=4)
+    prior = torch.tensor([0.5, 0.3, 0.2])
+    loss = CALCLoss(3, prior, lambda_affinity=0.7, lambda_dice=0.4)
+    y = target[:, 0]
+    without = CALCLoss(3, prior, lambda_affinity=0.7)
+    # warm-up: no Dice term, the NLL's posteriors stay calibrated for the estimate at the switch
+    torch.testing.assert_close(loss(pred, target), without(pred, target))
+    assert set(loss.last_terms) == {"class", "affinity", "total"}
+    loss.correction = without.correction = True
+    t_class = loss.t_class()
+    corrected = forward_corrected_dice(pred["logits"], y, t_class) + forward_corrected_dice(pred["rectified"], y, t_class)
+    torch.testing.assert_close(loss(pred, target), without(pred, target) + 0.4 * corrected)
+    assert set(loss.last_terms) == {"class", "dice", "affinity", "volume", "consistency", "total"}
+    plain = forward_corrected_dice(pred["logits"], y) + forward_corrected_dice(pred["rectified"], y)
+    assert not torch.allclose(corrected, plain)
+
+
 def test_known_class_transition_starts_both_transitions():
     prior = torch.tensor([0.6, 0.3, 0.1])
     known = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.0, 0.25, 0.75]])
@@ -282,6 +339,7 @@ def test_no_rectified_and_no_affinity_is_cross_entropy():
         ({"lambda_affinity": -1.0}, "lambda_affinity"),
         ({"lambda_volume": -0.1}, "lambda_volume"),
         ({"lambda_consistency": -0.1}, "lambda_consistency"),
+        ({"lambda_consistency": 0.0, "lambda_dice": -1.0}, "lambda_dice"),
         ({"lambda_consistency": 0.01}, "class_prior"),
         ({"class_prior": torch.ones(4)}, "class_prior"),
         ({"lambda_consistency": 0.0, "affinity_pairs": "null"}, "affinity_pairs"),
@@ -312,6 +370,8 @@ def identical_pair_embedding() -> torch.Tensor:
 LOSS_CASES = {  # name: loss of (logits BCHW, embedding BDHW, target BHW)
     "nll corrected": lambda q, f, y: forward_corrected_nll(q, y, T_CLASS.repeat(2, 2) / 2),
     "nll plain": lambda q, f, y: forward_corrected_nll(q, y),
+    "dice corrected": lambda q, f, y: forward_corrected_dice(q, y, T_CLASS.repeat(2, 2) / 2),
+    "dice plain": lambda q, f, y: forward_corrected_dice(q, y),
     "affinity exact": lambda q, f, y: affinity_bce(f, y % 2, T_AFFINITY),
     "affinity chunked": lambda q, f, y: affinity_bce(f, y % 2, T_AFFINITY, chunk_size=7),
     "affinity uncorrected": lambda q, f, y: affinity_bce(f, y % 2),
