@@ -295,6 +295,23 @@ def test_dice_term_is_weighted_and_corrected():
     assert not torch.allclose(corrected, plain)
 
 
+def test_dice_term_does_not_move_the_transition():
+    pred, target = make_pred(seed=5)
+    grads = []
+    for weight in (0.0, 3.0):
+        loss = CALCLoss(3, lambda_affinity=0.0, lambda_consistency=0.0, lambda_dice=weight, correction=True)
+        loss(pred, target).backward()
+        grads.append(loss.t_class.weight.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)  # T_C's gradient: the likelihood terms only
+    logits = pred["logits"].clone().requires_grad_()
+    loss = CALCLoss(3, lambda_affinity=0.0, lambda_consistency=0.0, lambda_dice=3.0, correction=True)
+    loss({**pred, "logits": logits}, target).backward()
+    without = CALCLoss(3, lambda_affinity=0.0, lambda_consistency=0.0, correction=True)
+    reference = pred["logits"].clone().requires_grad_()
+    without({**pred, "logits": reference}, target).backward()
+    assert not torch.allclose(logits.grad, reference.grad)  # while the network's is the Dice term's too
+
+
 def test_known_class_transition_starts_both_transitions():
     prior = torch.tensor([0.6, 0.3, 0.1])
     known = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.0, 0.25, 0.75]])
