@@ -30,7 +30,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,15 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-__all__ = ["CLASS_NAMES", "ensure_demo_dataset", "make_demo_dataset", "render_frame", "save_preview"]
+__all__ = [
+    "CLASS_NAMES",
+    "ensure_demo_dataset",
+    "make_demo_dataset",
+    "publish_dataset",
+    "render_frame",
+    "reuse_or_make",
+    "save_preview",
+]
 
 CLASS_NAMES = ("background", "shaft", "wrist", "clasper")
 _SPLITS = {"training": 0, "validation": 1, "test": 2}
@@ -304,26 +312,7 @@ def make_demo_dataset(
         ValueError: invalid arguments.
     """
     settings = _settings(num_train, num_val, num_test, size, noise, seed, noise_kwargs)
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"demo dataset folder '{out}' is not empty; pass overwrite=True to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
-    tmp.mkdir()
-    try:
-        content = _write_dataset(tmp, settings, settings["noise_kwargs"])
-        (tmp / "datalist.json").write_text(json.dumps(content, indent=1) + "\n")
-        if overwrite and out.exists():
-            old = tmp.with_name(tmp.name + ".old")
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)  # fails if another process filled ``out`` meanwhile
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return str(out / "datalist.json")
+    return publish_dataset(out_dir, lambda root: _write_dataset(root, settings, settings["noise_kwargs"]), overwrite)
 
 
 def ensure_demo_dataset(
@@ -344,10 +333,67 @@ def ensure_demo_dataset(
         ValueError: the existing dataset was made with other settings.
     """
     settings = _settings(num_train, num_val, num_test, size, noise, seed, noise_kwargs)
+
+    def make() -> str:
+        return make_demo_dataset(out_dir, num_train, num_val, num_test, size, noise, seed, False, noise_kwargs)
+
+    return reuse_or_make(out_dir, settings, make)
+
+
+def publish_dataset(
+    out_dir: str | os.PathLike, write: Callable[[Path], dict[str, Any]], overwrite: bool = False
+) -> str:
+    """Build a dataset with ``write(folder)`` in a temporary folder next to ``out_dir``, then rename it into place.
+
+    ``write`` fills the folder and returns the datalist content, saved as ``datalist.json``. An interrupted run
+    leaves no partial dataset (the temporary folder is removed); a race with another process is lost by the second
+    rename, which fails rather than mixing two datasets.
+
+    Args:
+        out_dir: dataset folder; must be absent or empty unless ``overwrite``.
+        write: fills the folder it is given and returns the datalist content.
+        overwrite: replace an existing ``out_dir``.
+
+    Returns:
+        The path of ``out_dir/datalist.json``.
+
+    Raises:
+        FileExistsError: ``out_dir`` is not empty and ``overwrite`` is false.
+    """
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"demo dataset folder '{out}' is not empty; pass overwrite=True to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+    tmp.mkdir()
+    try:
+        content = write(tmp)
+        (tmp / "datalist.json").write_text(json.dumps(content, indent=1) + "\n")
+        if overwrite and out.exists():
+            old = tmp.with_name(tmp.name + ".old")
+            os.rename(out, old)
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)  # fails if another process filled ``out`` meanwhile
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return str(out / "datalist.json")
+
+
+def reuse_or_make(out_dir: str | os.PathLike, settings: Mapping[str, Any], make: Callable[[], str]) -> str:
+    """Return ``out_dir/datalist.json`` if it was made with ``settings`` (its ``generator`` entry), else ``make()``.
+
+    Safe to call twice, or from several processes at once (one rename wins, the others reuse its result).
+
+    Raises:
+        ValueError: the existing dataset was made with other settings.
+    """
     path = Path(out_dir) / "datalist.json"
     if not path.is_file():
         try:
-            return make_demo_dataset(out_dir, num_train, num_val, num_test, size, noise, seed, False, noise_kwargs)
+            return make()
         except OSError:
             if not path.is_file():  # not a lost race: a real error
                 raise
@@ -355,7 +401,7 @@ def ensure_demo_dataset(
     if existing != settings:
         raise ValueError(
             f"demo dataset '{path}' was made with {existing}, requested {settings}: delete the folder or call "
-            "make_demo_dataset(..., overwrite=True)"
+            "regenerate it with overwrite=True"
         )
     return str(path)
 
