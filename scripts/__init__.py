@@ -20,6 +20,7 @@ from . import (
     dar,
     data,
     demo_data,
+    demo_data_3d,
     export_onnx,
     handlers,
     losses,
@@ -35,6 +36,7 @@ from . import (
 from .dar import DAR, dar_rectify
 from .data import CheckImageLabeld, LoadImageByFormatd, load_datalist
 from .demo_data import ensure_demo_dataset, make_demo_dataset
+from .demo_data_3d import ensure_demo_dataset_3d, make_demo_dataset_3d
 from .handlers import (
     CALCStageHandler,
     CALCStatsHandler,
@@ -84,7 +86,9 @@ __all__ = [
     "dar_rectify",
     "data",
     "demo_data",
+    "demo_data_3d",
     "ensure_demo_dataset",
+    "ensure_demo_dataset_3d",
     "export_onnx",
     "handlers",
     "label_palette",
@@ -92,6 +96,7 @@ __all__ = [
     "load_datalist",
     "losses",
     "make_demo_dataset",
+    "make_demo_dataset_3d",
     "network",
     "noise",
     "noise_rates",
