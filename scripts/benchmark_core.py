@@ -8,31 +8,36 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Benchmark of the JCAS core: linear against naive DAR, and a JCAS training step against plain cross-entropy.
+"""Benchmark of the JCAS core: linear against naive DAR, JCAS training steps against plain cross-entropy, and 3D
+sliding-window inference with and without DAR.
 
 Usage::
 
     python -m scripts.benchmark_core [--out docs/benchmarks/core.md] [--repeats 5] [--device cpu]
+    python -m scripts.benchmark_core --skip-dar --skip-2d --repeats 3 --out docs/benchmarks/core_3d.md
 
-Prints two Markdown tables and writes them to ``--out``. Every case is timed in the same run, interleaved with its
-baseline, and reported as a median with its ratio to the baseline, because shared machines are noisy. Peak memory is
-CUDA's ``max_memory_allocated`` on a GPU and, on a Linux CPU, the growth of
-the peak resident set size while the case runs once in a fresh process.
+Prints Markdown tables (DAR, a 2D and a 3D training step, 3D sliding-window inference per volume) and writes them to
+``--out``. Every case is timed in the same run, interleaved with its baseline, and reported as a median with its ratio
+to the baseline, because shared machines are noisy. Peak memory is CUDA's ``max_memory_allocated`` on a GPU and, on a
+Linux CPU, the growth of the peak resident set size while the case runs once in a fresh process.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from monai.inferers import SlidingWindowInferer
 from monai.networks.nets import UNet
 
 from .dar import dar_rectify, dar_rectify_naive
@@ -247,7 +252,87 @@ def step_3d_table(device: torch.device, repeats: int, channels: tuple[int, ...],
     return rows
 
 
-def main() -> None:
+SW_CASES = {
+    "plain": "same 3D backbone + 1×1 class head, softmax (baseline)",
+    "jcas": "JCAS network, eval output (DAR on the 32³ grid)",
+}
+
+
+def train_3d_window() -> tuple[list[int], float, int]:
+    """``patch_size``, ``sw_overlap`` and ``sw_batch_size`` of ``configs/train_3d.json``: the sliding window that
+    validation, evaluation and inference use."""
+    config = json.loads((BUNDLE_ROOT / "configs" / "train_3d.json").read_text())
+    return list(config["patch_size"]), float(config["sw_overlap"]), int(config["sw_batch_size"])
+
+
+def window_count(size: Sequence[int], roi: Sequence[int], overlap: float) -> int:
+    """Windows MONAI's sliding window visits on a volume of ``size``: per axis ceil((size - roi) / step) + 1, with
+    step = int(roi (1 - overlap)), and 1 where the volume is not larger than the window."""
+    count = 1
+    for n, r in zip(size, roi, strict=True):
+        step = max(int(r * (1 - overlap)), 1)
+        count *= 1 if n <= r else math.ceil((n - r) / step) + 1
+    return count
+
+
+def _sw_network(case: str, device: torch.device, channels: tuple[int, ...], roi: Sequence[int], classes: int = 3):
+    """The network of one sliding-window case (see :data:`SW_CASES`) in eval mode: class probabilities out."""
+    torch.manual_seed(0)
+    feat = channels[0]
+    backbone = UNet(3, 1, feat, channels, (2,) * (len(channels) - 1), num_res_units=2)
+    if case == "plain":
+        net = torch.nn.Sequential(backbone, torch.nn.Conv3d(feat, classes, 1), torch.nn.Softmax(dim=1))
+    else:
+        grid = [min(32, r) for r in roi]
+        net = JCASNet(backbone, feat, classes, spatial_dims=3, affinity_grid=grid)
+    return net.to(device).eval()
+
+
+def _sw_step(inferer: SlidingWindowInferer, net: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """A closure of one sliding-window prediction of ``x`` by ``net``, without gradients."""
+
+    def step() -> None:
+        with torch.inference_mode():
+            inferer(x, net)
+
+    return step
+
+
+def sw_table(
+    device: torch.device,
+    repeats: int,
+    channels: tuple[int, ...],
+    sizes: Sequence[Sequence[int]],
+    roi: Sequence[int],
+    overlap: float,
+    sw_batch_size: int,
+) -> list[str]:
+    """Markdown rows: seconds per volume of sliding-window inference, JCAS against the same backbone without DAR."""
+    inferer = SlidingWindowInferer(roi_size=list(roi), sw_batch_size=sw_batch_size, overlap=overlap)
+    nets = {name: _sw_network(case, device, channels, roi) for case, name in SW_CASES.items()}
+    rows = ["| volume | windows | baseline (s) | JCAS (s) | ratio |", "|---|---|---|---|---|"]
+    for size in sizes:
+        x = torch.rand(1, 1, *size, device=device)
+
+        steps = {name: _sw_step(inferer, net, x) for name, net in nets.items()}
+        times = time_interleaved(steps, repeats, device)
+        base, jcas = times[SW_CASES["plain"]], times[SW_CASES["jcas"]]
+        label = "×".join(map(str, size))
+        rows.append(f"| {label} | {window_count(size, roi, overlap)} | {base:.3f} | {jcas:.3f} | {jcas / base:.2f}× |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def _volume_size(text: str) -> tuple[int, int, int]:
+    """``XxYxZ`` (e.g. ``256x256x128``) as three ints."""
+    size = tuple(int(n) for n in text.lower().replace("×", "x").split("x"))
+    if len(size) != 3 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected a volume size XxYxZ, e.g. 256x256x128, got {text!r}")
+    return size
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="docs/benchmarks/core.md", help="Markdown file the tables are written to")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per case (median reported)")
@@ -257,9 +342,18 @@ def main() -> None:
     parser.add_argument("--skip-2d", action="store_true", help="no 2D training-step table")
     parser.add_argument("--patch3d", type=int, default=96, help="3D patch size of the 3D training-step table (0: none)")
     parser.add_argument("--batch3d", type=int, default=2, help="3D patches per step")
+    parser.add_argument(
+        "--sw-sizes",
+        type=_volume_size,
+        nargs="*",
+        default=[(64, 64, 48), (256, 256, 128)],
+        help="volume sizes XxYxZ of the sliding-window inference table (none: no table); default: the 3D demo "
+        "resampled to train_3d.json's pixdim, and a realistic CT",
+    )
+    parser.add_argument("--sw-roi", type=int, nargs=3, default=None, help="window size (default: train_3d.json's)")
     parser.add_argument("--memory-case", nargs=5, help=argparse.SUPPRESS)  # internal: grid naive batch C D
     parser.add_argument("--memory-step3d", nargs=3, help=argparse.SUPPRESS)  # internal: case patch batch
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.memory_step3d:
         case, patch, batch = args.memory_step3d
         step = _step_3d(case, torch.device("cpu"), int(patch), int(batch), tuple(args.channels))
@@ -282,7 +376,7 @@ def main() -> None:
     lines = [
         "# JCAS core benchmark",
         "",
-        f"`{' '.join(['python -m scripts.benchmark_core', *sys.argv[1:]])}` on {where}, torch {torch.__version__}.",
+        f"`{' '.join(['python -m scripts.benchmark_core', *argv])}` on {where}, torch {torch.__version__}.",
         "Times are medians of interleaved repeats; peak memory is the extra memory of one forward+backward.",
         "",
     ]
@@ -301,6 +395,19 @@ def main() -> None:
     if args.patch3d:
         lines += [f"## One 3D training step, {args.batch3d} patches of {args.patch3d}³, 3 classes, SGD", ""]
         lines += step_3d_table(device, args.repeats, tuple(args.channels), args.patch3d, args.batch3d) + [""]
+    if args.sw_sizes:
+        roi, overlap, sw_batch_size = train_3d_window()
+        roi = args.sw_roi or roi
+        window = "×".join(map(str, roi))
+        lines += [f"## Sliding-window inference per volume, {window} windows, overlap {overlap}, 3 classes", ""]
+        lines += [
+            f"MONAI's `SlidingWindowInferer` with `train_3d.json`'s overlap and `sw_batch_size` ({sw_batch_size}), as",
+            "in validation, evaluation and inference; one single-channel volume, no gradients. The baseline is the",
+            "same UNet with a 1×1 class head and a softmax; JCAS adds the embedding head and DAR on each window.",
+            "",
+        ]
+        lines += sw_table(device, args.repeats, tuple(args.channels), args.sw_sizes, roi, overlap, sw_batch_size)
+        lines += [""]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))

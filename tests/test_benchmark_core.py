@@ -1,0 +1,73 @@
+# Copyright (c) 2026 JCAS bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Smoke tests of scripts/benchmark_core.py's sliding-window inference table, at tiny sizes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from monai.data.utils import dense_patch_slices
+from monai.inferers.utils import _get_scan_interval
+
+from scripts import benchmark_core
+from scripts.benchmark_core import SW_CASES, main, train_3d_window, window_count
+from tests.test_bundle import CONFIGS
+
+TINY = {"channels": (4, 8), "roi": (16, 16, 8), "overlap": 0.5, "sw_batch_size": 2}
+
+
+@pytest.mark.parametrize("size", [(16, 16, 8), (20, 16, 8), (40, 33, 17), (256, 256, 128)])
+@pytest.mark.parametrize("roi, overlap", [((16, 16, 8), 0.5), ((96, 96, 96), 0.5), ((96, 96, 96), 0.25)])
+def test_window_count_is_monais(size: tuple[int, ...], roi: tuple[int, ...], overlap: float) -> None:
+    padded = [max(n, r) for n, r in zip(size, roi, strict=True)]  # the inferer pads a smaller volume to the window
+    interval = _get_scan_interval(padded, roi, 3, (overlap,) * 3)
+    assert window_count(size, roi, overlap) == len(dense_patch_slices(padded, roi, interval))
+
+
+def test_window_follows_train_3d() -> None:
+    config = json.loads((CONFIGS / "train_3d.json").read_text())
+    assert train_3d_window() == (config["patch_size"], config["sw_overlap"], config["sw_batch_size"])
+
+
+def test_networks_give_class_probabilities() -> None:
+    x = torch.rand(1, 1, *TINY["roi"])
+    for case in SW_CASES:
+        net = benchmark_core._sw_network(case, torch.device("cpu"), TINY["channels"], TINY["roi"])
+        with torch.inference_mode():
+            probs = net(x)
+        assert tuple(probs.shape) == (1, 3, *TINY["roi"]) and torch.allclose(probs.sum(1), torch.ones(1))
+
+
+def test_sw_table_rows() -> None:
+    rows = benchmark_core.sw_table(torch.device("cpu"), 1, sizes=[(16, 16, 8), (24, 20, 12)], **TINY)
+    assert rows[0] == "| volume | windows | baseline (s) | JCAS (s) | ratio |" and len(rows) == 4
+    assert rows[2].startswith("| 16×16×8 | 1 |") and rows[3].startswith("| 24×20×12 | 8 |")
+    cells = [[float(cell.strip(" ×")) for cell in row.strip("|").split("|")[2:]] for row in rows[2:]]
+    assert all(base >= 0 and jcas >= 0 and ratio > 0 for base, jcas, ratio in cells)
+
+
+def test_command_line_writes_the_sliding_window_table(tmp_path: Path) -> None:
+    out = tmp_path / "core_3d.md"
+    argv = ["--skip-dar", "--skip-2d", "--patch3d", "0", "--channels", "4", "8", "--repeats", "1"]
+    main([*argv, "--sw-sizes", "20x20x12", "--sw-roi", "16", "16", "8", "--out", str(out)])
+    text = out.read_text()
+    assert "python -m scripts.benchmark_core --skip-dar" in text
+    assert "## Sliding-window inference per volume, 16×16×8 windows, overlap 0.5, 3 classes" in text
+    assert "| 20×20×12 | 8 |" in text
+
+
+def test_bad_volume_size_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--skip-dar", "--skip-2d", "--patch3d", "0", "--sw-sizes", "256x256"])
+    assert "expected a volume size XxYxZ" in capsys.readouterr().err
