@@ -125,6 +125,7 @@ def config_problems(
     spatial_dims: Any = 2,
     image_size: Any = None,
     batch_size: Any = 1,
+    num_samples: Any = 1,
     max_epochs: Any = None,
     warmup_epochs: Any = None,
     affinity_grid: Any = None,
@@ -150,6 +151,7 @@ def config_problems(
         spatial_dims: 2 or 3.
         image_size: the network's input size, one int or one per spatial dim (a size <= 0 keeps the image's).
         batch_size: images per training step, >= 1.
+        num_samples: patches drawn per image (``RandCropByPosNegLabeld`` in ``train_3d.json``), >= 1.
         max_epochs: epochs of the run, >= 1.
         warmup_epochs: epochs without correction, 0..max_epochs (max_epochs: no correction).
         affinity_grid: the embedding's grid, one int or one per spatial dim, at most ``image_size``.
@@ -163,7 +165,7 @@ def config_problems(
         weight_decay: the network's weight decay, >= 0.
         outputs: config key -> folder the run writes, see :func:`check_outputs_outside_inputs`.
         inputs: config key -> folder (or datalist file) the run reads.
-        max_exact_affinity_pairs: pixel pairs a step allowed for the exact affinity loss (batch_size * N^2, N the
+        max_exact_affinity_pairs: pixel pairs a step allowed for the exact affinity loss (batch_size * num_samples * N^2, N the
             grid's product) when ``lambda_affinity`` > 0 and ``affinity_pairs`` is None.
         loss_type: the training loss, one of :data:`LOSS_TYPES`.
 
@@ -190,6 +192,9 @@ def config_problems(
         problems.append(f"loss_type: expected one of {', '.join(LOSS_TYPES)}, got {loss_type!r}")
     if not _is_int(batch_size) or batch_size < 1:
         problems.append(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+    if not _is_int(num_samples) or num_samples < 1:
+        problems.append(f"num_samples: expected an integer >= 1 (patches per image), got {num_samples!r}")
+        num_samples = 1
     epochs_ok = max_epochs is None or (_is_int(max_epochs) and max_epochs >= 1)
     if not epochs_ok:
         problems.append(f"max_epochs: expected an integer >= 1, got {max_epochs!r}")
@@ -219,7 +224,13 @@ def config_problems(
         )
     if dims is not None:
         problems += _size_problems(
-            dims, image_size, affinity_grid, affinity_pairs, lambda_affinity, batch_size, max_exact_affinity_pairs
+            dims,
+            image_size,
+            affinity_grid,
+            affinity_pairs,
+            lambda_affinity,
+            batch_size * num_samples if _is_int(batch_size) else batch_size,
+            max_exact_affinity_pairs,
         )
     problems += _output_problems(outputs or {}, inputs or {})
     return [p for p in problems if p]
@@ -234,7 +245,8 @@ def _size_problems(
     batch_size: Any,
     max_pairs: int,
 ) -> list[str]:
-    """Problems of ``image_size`` and ``affinity_grid``: shapes, the grid within the image, the exact loss's pairs."""
+    """Problems of ``image_size`` and ``affinity_grid``: shapes, the grid within the image, the exact loss's pairs
+    (``batch_size``: the network's inputs per step, images × patches per image)."""
     problems = []
     size = None if image_size is None else _sizes(image_size, dims)
     if image_size is not None and size is None:
@@ -256,7 +268,7 @@ def _size_problems(
     if pairs > max_pairs:
         problems.append(
             f"affinity_grid: expected at most {max_pairs:.3g} pixel pairs a step for the exact affinity loss "
-            f"(affinity_pairs null; about {max_pairs * _BYTES_PER_PAIR / 2**30:.1f} GiB), got batch_size * N^2 = "
+            f"(affinity_pairs null; about {max_pairs * _BYTES_PER_PAIR / 2**30:.1f} GiB), got inputs per step (batch_size * num_samples) * N^2 = "
             f"{batch_size} * {math.prod(grid)}^2 = {pairs:.3g} (about {pairs * _BYTES_PER_PAIR / 2**30:.0f} GiB) for "
             f"grid {list(grid)}: lower affinity_grid, or set affinity_pairs (e.g. 65536) for the sampled estimate"
         )

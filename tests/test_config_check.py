@@ -46,6 +46,7 @@ CHECKED = (  # the train.json keys that check_config receives, with their shippe
     "spatial_dims",
     "image_size",
     "batch_size",
+    "num_samples",
     "max_epochs",
     "warmup_epochs",
     "affinity_grid",
@@ -152,6 +153,18 @@ def test_budget_is_an_argument(tmp_path):
     bigger = values(tmp_path, affinity_grid=grid + 1, image_size=[grid + 1, grid + 1])
     assert config_problems(**bigger)[0].startswith("affinity_grid: expected at most 1.07e+09 pixel pairs a step")
     assert config_problems(**bigger, max_exact_affinity_pairs=2**40) == []
+
+
+def test_patches_per_image_count_in_the_budget(tmp_path):
+    grid = int((MAX_EXACT_AFFINITY_PAIRS / 2) ** 0.25)  # batch 2 of one patch each: at the budget's edge
+    edge = values(tmp_path, affinity_grid=grid, image_size=[grid, grid])
+    assert config_problems(**edge) == []
+    problems = config_problems(**edge | {"num_samples": 4})  # 8 inputs a step: 4 times the pairs
+    assert len(problems) == 1 and "(batch_size * num_samples) * N^2 = 8 * " in problems[0]
+    assert config_problems(**edge | {"num_samples": 4, "batch_size": 1}) != []  # 4 inputs: still twice the budget
+    assert config_problems(**values(tmp_path, num_samples=0)) == [
+        "num_samples: expected an integer >= 1 (patches per image), got 0"
+    ]
 
 
 def test_every_problem_is_listed(tmp_path):
