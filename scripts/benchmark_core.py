@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -37,7 +36,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from monai.data.utils import dense_patch_slices
 from monai.inferers import SlidingWindowInferer
+from monai.inferers.utils import _get_scan_interval  # the interval SlidingWindowInferer itself uses
 from monai.networks.nets import UNet
 
 from .dar import dar_rectify, dar_rectify_naive
@@ -266,13 +267,11 @@ def train_3d_window() -> tuple[list[int], float, int]:
 
 
 def window_count(size: Sequence[int], roi: Sequence[int], overlap: float) -> int:
-    """Windows MONAI's sliding window visits on a volume of ``size``: per axis ceil((size - roi) / step) + 1, with
-    step = int(roi (1 - overlap)), and 1 where the volume is not larger than the window."""
-    count = 1
-    for n, r in zip(size, roi, strict=True):
-        step = max(int(r * (1 - overlap)), 1)
-        count *= 1 if n <= r else math.ceil((n - r) / step) + 1
-    return count
+    """Windows MONAI's sliding window visits on a volume of ``size`` (padded to the window where smaller), counted
+    with MONAI's own scan interval and patch slices."""
+    padded = [max(n, r) for n, r in zip(size, roi, strict=True)]
+    interval = _get_scan_interval(padded, roi, len(roi), (overlap,) * len(roi))
+    return len(dense_patch_slices(padded, roi, interval))
 
 
 def _sw_network(case: str, device: torch.device, channels: tuple[int, ...], roi: Sequence[int], classes: int = 3):

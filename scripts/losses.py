@@ -64,7 +64,7 @@ def _noisy_probabilities(logits: torch.Tensor, t_class: torch.Tensor | None) -> 
     """BCH[WD] ``softmax(logits) T_C`` in float32 (``softmax(logits)`` when ``t_class`` is None); call with autocast
     off, since autocast's einsum would return float16."""
     probs = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
-    # contiguous: einsum may return a permuted view, and nll_loss's backward needs a contiguous input
+    # contiguous: einsum may return a permuted view (nll_loss's backward needs a contiguous input)
     return probs if t_class is None else torch.einsum("bc...,cd->bd...", probs, t_class.to(probs)).contiguous()
 
 

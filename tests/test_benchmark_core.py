@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from monai.data.utils import dense_patch_slices
-from monai.inferers.utils import _get_scan_interval
 
 from scripts import benchmark_core
 from scripts.benchmark_core import SW_CASES, main, train_3d_window, window_count
@@ -27,12 +25,19 @@ from tests.test_bundle import CONFIGS
 TINY = {"channels": (4, 8), "roi": (16, 16, 8), "overlap": 0.5, "sw_batch_size": 2}
 
 
-@pytest.mark.parametrize("size", [(16, 16, 8), (20, 16, 8), (40, 33, 17), (256, 256, 128)])
-@pytest.mark.parametrize("roi, overlap", [((16, 16, 8), 0.5), ((96, 96, 96), 0.5), ((96, 96, 96), 0.25)])
-def test_window_count_is_monais(size: tuple[int, ...], roi: tuple[int, ...], overlap: float) -> None:
-    padded = [max(n, r) for n, r in zip(size, roi, strict=True)]  # the inferer pads a smaller volume to the window
-    interval = _get_scan_interval(padded, roi, 3, (overlap,) * 3)
-    assert window_count(size, roi, overlap) == len(dense_patch_slices(padded, roi, interval))
+@pytest.mark.parametrize(
+    "size, roi, overlap, expected",
+    [  # per axis: step int(roi (1 - overlap)), ceil((size - roi) / step) + 1 windows, 1 where size <= roi
+        ((16, 16, 8), (16, 16, 8), 0.5, 1),
+        ((20, 16, 8), (16, 16, 8), 0.5, 2),  # ceil(4 / 8) + 1 = 2, 1, 1
+        ((40, 33, 17), (16, 16, 8), 0.5, 64),  # 4 x 4 x 4
+        ((256, 256, 128), (96, 96, 96), 0.5, 50),  # step 48: 5 x 5 x 2
+        ((256, 256, 128), (96, 96, 96), 0.25, 32),  # step 72: 4 x 4 x 2
+        ((64, 64, 48), (96, 96, 96), 0.5, 1),  # padded to the window
+    ],
+)
+def test_window_count(size: tuple[int, ...], roi: tuple[int, ...], overlap: float, expected: int) -> None:
+    assert window_count(size, roi, overlap) == expected
 
 
 def test_window_follows_train_3d() -> None:
