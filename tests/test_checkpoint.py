@@ -294,6 +294,29 @@ def test_huge_learning_rate_stops_with_the_reason_last(tiny, tmp_path):
     assert not list((tmp_path / "models").glob("checkpoint_epoch=*.pt"))
 
 
+def test_huge_volume_weight_stays_finite(tiny, tmp_path):
+    """lambda_volume 1e6 (and a transition lr of 1e3) gave NaN transitions and NaN checkpoints from epoch 2 in 0.2.0.
+    Now the volume term is floored (``transition_log_volume``) and T has its own bounded Adam steps: the run ends
+    with every loss term, transition and checkpoint finite, and the transitions still row-stochastic."""
+    override = {**tiny, "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
+    override.update(lambda_volume=1e6, transition_lr=1e3, max_epochs=3)
+    wf = ConfigWorkflow(str(CONFIGS / "train.json"), workflow_type="train", bundle_root=str(ROOT), **override)
+    wf.initialize()
+    wf.run()
+    trainer, loss = wf.parser.get_parsed_content("train#trainer"), wf.parser.get_parsed_content("loss_def")
+    wf.finalize()
+    assert trainer.state.epoch == 3 and loss.correction
+    terms = {name: float(value) for name, value in loss.last_terms.items()}
+    assert {"class", "volume", "total"} <= set(terms) and all(map(torch.isfinite, map(torch.tensor, terms.values())))
+    assert terms["volume"] < -5  # the huge weight did pull T toward minimum volume: it is not a no-op
+    for transition in (loss.t_class(), loss.t_affinity()):
+        assert torch.isfinite(transition).all()
+        torch.testing.assert_close(transition.sum(dim=1), torch.ones(len(transition)))
+    saved = sorted(path.name for path in (tmp_path / "models").glob("*.pt"))
+    assert saved == ["checkpoint_epoch=3.pt", "checkpoint_final.pt", "model.pt"]
+    assert all(checkpoint_problem(tmp_path / "models" / name) is None for name in saved)
+
+
 def start_and_kill(pause: str, override: dict, tmp_path: Path) -> str:
     """Run training in a subprocess that pauses at ``pause``; SIGKILL it there; return its output."""
     marker = tmp_path / f"paused_{pause.replace(':', '_')}"
