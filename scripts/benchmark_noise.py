@@ -24,7 +24,8 @@ train at ``--lr_ce`` (cross-entropy's best on validation) or their own ``--metho
 ``learning_rate``. The robust-loss peers (``--methods`` "Dice-CE" "GCE" "T-Loss") are the bundle's ``loss_type``
 options on the same backbone without DAR. A finished
 run is reused when its overrides and the code it ran (configs and scripts, see :func:`code_digest`) are unchanged,
-so an interrupted benchmark continues where it stopped, and ``--quick`` and the full setting share runs.
+so an interrupted benchmark continues where it stopped, and ``--quick`` and the full setting share runs; a
+``--tune`` run (validation only) is evaluated on test by a later full run of the same settings, not trained again.
 
 Output (``--out``): ``noise_benchmark_{quick,full}.md`` (mDice and mJac per method and noise mode, mean ± std over
 seeds, the share of the gap between noisy cross-entropy and the clean upper bound each method closes, and the
@@ -192,16 +193,22 @@ def run_one(args, method: str, mode: str | None, seed: int, datalist: Path, work
     run_dir, overrides = run_plan(args, method, mode, seed, datalist, work)
     settings = {"overrides": {k: cli_value(v) for k, v in overrides.items()}, "code": code_digest()}
     result_file = run_dir / "result.json"
+    tuned = None  # a --tune run of the same settings: its model is evaluated on test rather than trained again
     if result_file.is_file():
         result = json.loads(result_file.read_text())
         if result.get("settings") == settings and (args.tune or "mdice" in result):
             return result
-    run_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    bundle_run(["train.json"], overrides, run_dir / "train.log")
-    train_s = time.perf_counter() - start
-    result = {"method": method, "mode": mode or "clean", "seed": seed, "train_s": round(train_s, 1)}
-    result["val_mdice"] = best_validation_dice(run_dir / "train.log")
+        if result.get("settings") == settings and (run_dir / "models" / "model.pt").is_file():
+            tuned = result
+    if tuned is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        bundle_run(["train.json"], overrides, run_dir / "train.log")
+        train_s = time.perf_counter() - start
+        result = {"method": method, "mode": mode or "clean", "seed": seed, "train_s": round(train_s, 1)}
+        result["val_mdice"] = best_validation_dice(run_dir / "train.log")
+    else:
+        result = {k: tuned[k] for k in ("method", "mode", "seed", "train_s", "val_mdice")}
     if not args.tune:  # tuning runs never see the test split
         bundle_run(["train.json", "evaluate.json"], overrides, run_dir / "evaluate.log")
         result.update(read_scores(run_dir / "eval"))

@@ -10,6 +10,9 @@
 # limitations under the License.
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from scripts.benchmark_noise import (
@@ -20,10 +23,12 @@ from scripts.benchmark_noise import (
     parse_args,
     peer_check,
     read_scores,
+    run_one,
     run_plan,
     summarise,
     target_check,
 )
+from scripts.demo_data import make_demo_dataset
 
 
 def result(method: str, mode: str, seed: int, dice: float, jaccard: float) -> dict:
@@ -124,3 +129,24 @@ def test_peer_check_names_the_best_peer():
     assert lines[2] == "- confusion: best peer GCE 61.0; JCAS +9.0 points, ahead"
     assert lines[3] == "- symmetric: best peer GCE 56.0; JCAS -15.0 points, behind by more than one std"
     assert len(lines) == 4  # no line for a mode without results
+
+
+def test_a_tuned_run_is_evaluated_not_trained_again(tmp_path):
+    """--tune trains and reports validation only; the full run of the same settings evaluates that model on test
+    (training is not repeated: train.log is untouched), and a third call reads the stored result."""
+    datalist = make_demo_dataset(tmp_path / "data", num_train=2, num_val=1, num_test=1, size=(32, 40))
+    tiny = [
+        "unet_channels=[8, 16, 32]", "unet_strides=[2, 2]", "feature_channels=8", "embedding_channels=8",
+        "affinity_grid=8", "image_size=[40, 32]", "num_workers=0",
+    ]
+    common = ["--methods", "JCAS", "--epochs", "2", "--warmup", "1", "--override", *tiny]
+    tuned = run_one(parse_args(["--tune", *common]), "JCAS", None, 0, Path(datalist), tmp_path)
+    assert "mdice" not in tuned and 0 <= tuned["val_mdice"] <= 1
+    run_dir = tmp_path / "runs" / "clean" / "JCAS" / "seed0"
+    trained = (run_dir / "train.log").stat().st_mtime_ns
+    full = run_one(parse_args(common), "JCAS", None, 0, Path(datalist), tmp_path)
+    assert (run_dir / "train.log").stat().st_mtime_ns == trained and (run_dir / "evaluate.log").is_file()
+    assert {k: full[k] for k in tuned if k != "t_class"} == {k: tuned[k] for k in tuned if k != "t_class"}
+    assert 0 <= full["mdice"] <= 1 and full["t_class"] == tuned["t_class"]
+    assert json.loads((run_dir / "result.json").read_text()) == full
+    assert run_one(parse_args(common), "JCAS", None, 0, Path(datalist), tmp_path) == full
