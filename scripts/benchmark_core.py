@@ -50,6 +50,13 @@ DAR_GRIDS = [(32, 32), (64, 64), (128, 128), (16, 16, 16), (32, 32, 32)]
 NAIVE_BUDGET_BYTES = 8 * 2**30  # naive DAR only where its N×N tensors (about 6 of them, with gradients) fit
 
 
+def train_loss_weights() -> dict[str, float]:
+    """The loss weights of ``configs/train.json`` (``lambda_affinity``, ``lambda_volume``, ``lambda_consistency``,
+    ``lambda_dice``), so that the timed JCAS steps compute every term a default training run computes."""
+    config = json.loads((BUNDLE_ROOT / "configs" / "train.json").read_text())
+    return {key: float(config[key]) for key in ("lambda_affinity", "lambda_volume", "lambda_consistency", "lambda_dice")}
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -180,7 +187,8 @@ def train_step_table(
 
     def jcas(grid: int, correction: bool, pairs: int | None = None):
         net = JCASNet(backbone(feat), feat, classes, affinity_grid=grid).to(device).train()
-        loss = CALCLoss(classes, prior, correction=correction, affinity_pairs=pairs).to(device)
+        loss = CALCLoss(classes, prior, correction=correction, affinity_pairs=pairs, **train_loss_weights())
+        loss = loss.to(device)
         return _train_step(net, loss, x, y)
 
     baseline = "same backbone + 1×1 class head, cross-entropy (baseline)"
@@ -221,7 +229,7 @@ def _step_3d(case: str, device: torch.device, patch: int, batch: int, channels: 
     if case == "ce":
         return _train_step(net.train(), lambda out, t: F.cross_entropy(out["logits"], t[:, 0]), x, y)
     prior = torch.full((classes,), 1.0 / classes)
-    loss = CALCLoss(classes, prior, correction=True, affinity_pairs=65536).to(device)
+    loss = CALCLoss(classes, prior, correction=True, affinity_pairs=65536, **train_loss_weights()).to(device)
     return _train_step(net.train(), loss, x, y)
 
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from scripts import benchmark_core
-from scripts.benchmark_core import SW_CASES, main, train_3d_window, window_count
+from scripts.benchmark_core import SW_CASES, main, train_3d_window, train_loss_weights, window_count
 from tests.test_bundle import CONFIGS
 
 TINY = {"channels": (4, 8), "roi": (16, 16, 8), "overlap": 0.5, "sw_batch_size": 2}
@@ -43,6 +43,15 @@ def test_window_count(size: tuple[int, ...], roi: tuple[int, ...], overlap: floa
 def test_window_follows_train_3d() -> None:
     config = json.loads((CONFIGS / "train_3d.json").read_text())
     assert train_3d_window() == (config["patch_size"], config["sw_overlap"], config["sw_batch_size"])
+
+
+def test_timed_steps_use_the_training_loss_weights() -> None:
+    """The timed JCAS steps weigh (and so compute) the loss terms as a default training run does, the Dice term of
+    the correction stage included (0.5.0's timings had left it out)."""
+    config = json.loads((CONFIGS / "train.json").read_text())
+    weights = train_loss_weights()
+    assert weights == {key: config[key] for key in weights} and len(weights) == 4
+    assert weights["lambda_dice"] > 0 and weights["lambda_affinity"] > 0
 
 
 def test_networks_give_class_probabilities() -> None:
