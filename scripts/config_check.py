@@ -151,7 +151,8 @@ def config_problems(
         spatial_dims: 2 or 3.
         image_size: the network's input size, one int or one per spatial dim (a size <= 0 keeps the image's).
         batch_size: images per training step, >= 1.
-        num_samples: patches drawn per image (``RandCropByPosNegLabeld`` in ``train_3d.json``), >= 1.
+        num_samples: patches drawn per image (``RandCropByPosNegLabeld`` in ``train_3d.json`` and
+            ``train_patches.json``), >= 1.
         max_epochs: epochs of the run, >= 1.
         warmup_epochs: epochs without correction, 0..max_epochs (max_epochs: no correction).
         affinity_grid: the embedding's grid, one int or one per spatial dim, at most ``image_size``.
@@ -165,8 +166,9 @@ def config_problems(
         weight_decay: the network's weight decay, >= 0.
         outputs: config key -> folder the run writes, see :func:`check_outputs_outside_inputs`.
         inputs: config key -> folder (or datalist file) the run reads.
-        max_exact_affinity_pairs: pixel pairs a step allowed for the exact affinity loss (batch_size * num_samples * N^2, N the
-            grid's product) when ``lambda_affinity`` > 0 and ``affinity_pairs`` is None.
+        max_exact_affinity_pairs: pixel pairs a step allowed for the exact affinity loss
+            (batch_size * num_samples * N^2, N the grid's product) when ``lambda_affinity`` > 0 and
+            ``affinity_pairs`` is None.
         loss_type: the training loss, one of :data:`LOSS_TYPES`.
 
     Returns:
@@ -268,7 +270,8 @@ def _size_problems(
     if pairs > max_pairs:
         problems.append(
             f"affinity_grid: expected at most {max_pairs:.3g} pixel pairs a step for the exact affinity loss "
-            f"(affinity_pairs null; about {max_pairs * _BYTES_PER_PAIR / 2**30:.1f} GiB), got inputs per step (batch_size * num_samples) * N^2 = "
+            f"(affinity_pairs null; about {max_pairs * _BYTES_PER_PAIR / 2**30:.1f} GiB), got inputs per step "
+            f"(batch_size * num_samples) * N^2 = "
             f"{batch_size} * {math.prod(grid)}^2 = {pairs:.3g} (about {pairs * _BYTES_PER_PAIR / 2**30:.0f} GiB) for "
             f"grid {list(grid)}: lower affinity_grid, or set affinity_pairs (e.g. 65536) for the sampled estimate"
         )

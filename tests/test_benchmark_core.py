@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from scripts import benchmark_core
-from scripts.benchmark_core import SW_CASES, main, train_3d_window, train_loss_weights, window_count
+from scripts.benchmark_core import SW_CASES, jcas_loss, main, train_3d_window, window_count
 from tests.test_bundle import CONFIGS
 
 TINY = {"channels": (4, 8), "roi": (16, 16, 8), "overlap": 0.5, "sw_batch_size": 2}
@@ -47,11 +47,22 @@ def test_window_follows_train_3d() -> None:
 
 def test_timed_steps_use_the_training_loss_weights() -> None:
     """The timed JCAS steps weigh (and so compute) the loss terms as a default training run does, the Dice term of
-    the correction stage included (0.5.0's timings had left it out)."""
+    the correction stage included (0.5.0's timings had left it out); a weight passed in overrides train.json's."""
     config = json.loads((CONFIGS / "train.json").read_text())
-    weights = train_loss_weights()
-    assert weights == {key: config[key] for key in weights} and len(weights) == 4
-    assert weights["lambda_dice"] > 0 and weights["lambda_affinity"] > 0
+    prior = torch.tensor([0.7, 0.1, 0.1, 0.1])
+    loss = jcas_loss(4, prior, correction=True)
+    assert loss.weights == {name: config[f"lambda_{name}"] for name in ("affinity", "volume", "consistency", "dice")}
+    torch.manual_seed(0)
+    pred = {
+        "logits": torch.randn(2, 4, 8, 8),
+        "embedding": torch.nn.functional.normalize(torch.randn(2, 8, 4, 4), dim=1),
+    }
+    target = torch.randint(0, 4, (2, 1, 8, 8))
+    loss(pred, target)
+    assert loss.weights["dice"] > 0 and float(loss.last_terms["dice"]) > 0
+    without = jcas_loss(4, prior, correction=True, lambda_dice=0.0)
+    without(pred, target)
+    assert "dice" not in without.last_terms and without.weights["affinity"] == config["lambda_affinity"]
 
 
 def test_networks_give_class_probabilities() -> None:

@@ -136,8 +136,13 @@ def test_a_tuned_run_is_evaluated_not_trained_again(tmp_path):
     (training is not repeated: train.log is untouched), and a third call reads the stored result."""
     datalist = make_demo_dataset(tmp_path / "data", num_train=2, num_val=1, num_test=1, size=(32, 40))
     tiny = [
-        "unet_channels=[8, 16, 32]", "unet_strides=[2, 2]", "feature_channels=8", "embedding_channels=8",
-        "affinity_grid=8", "image_size=[40, 32]", "num_workers=0",
+        "unet_channels=[8, 16, 32]",
+        "unet_strides=[2, 2]",
+        "feature_channels=8",
+        "embedding_channels=8",
+        "affinity_grid=8",
+        "image_size=[40, 32]",
+        "num_workers=0",
     ]
     common = ["--methods", "JCAS", "--epochs", "2", "--warmup", "1", "--override", *tiny]
     tuned = run_one(parse_args(["--tune", *common]), "JCAS", None, 0, Path(datalist), tmp_path)

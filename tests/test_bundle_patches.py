@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,11 +42,13 @@ def trained(tmp_path_factory) -> dict:
         Events.ITERATION_COMPLETED, lambda engine: batches.append(tuple(engine.state.batch["image"].shape))
     )
     run(wf)
-    return {"root": root, "override": override, "batches": batches}
+    transforms = [t["_target_"] for t in wf.parser["train#deterministic_transforms"]]
+    return {"root": root, "override": override, "batches": batches, "transforms": transforms}
 
 
 def test_training_on_patches(trained):
     assert trained["batches"] and set(trained["batches"]) == {(4, 3, 32, 32)}  # batch 2 x 2 patches of 32 x 32
+    assert "Resized" not in trained["transforms"] and "SpatialPadd" in trained["transforms"]  # full resolution
     last = torch.load(trained["root"] / "models" / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
     assert bool(last["loss"]["_correction"]) and last["transition_optimizer"]["state"][0]["step"] > 0
 

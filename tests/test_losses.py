@@ -84,7 +84,8 @@ def test_forward_corrected_dice_ignore_index():
     # a third pixel, labelled 255 and predicted confidently as class 1, counts neither as prediction nor as label
     logits = torch.cat([logits, torch.tensor([-9.0, 9.0]).view(1, 2, 1, 1)], dim=3)
     target = torch.cat([target, torch.tensor([[[255]]])], dim=2)
-    torch.testing.assert_close(forward_corrected_dice(logits, target, T_CLASS, ignore_index=255), torch.tensor(expected))
+    dice = forward_corrected_dice(logits, target, T_CLASS, ignore_index=255)
+    torch.testing.assert_close(dice, torch.tensor(expected))
 
 
 def test_forward_corrected_dice_moves_the_transition():
@@ -288,7 +289,7 @@ def test_dice_term_is_weighted_and_corrected():
     assert set(loss.last_terms) == {"class", "affinity", "total"}
     loss.correction = without.correction = True
     t_class = loss.t_class()
-    corrected = forward_corrected_dice(pred["logits"], y, t_class) + forward_corrected_dice(pred["rectified"], y, t_class)
+    corrected = sum(forward_corrected_dice(pred[key], y, t_class) for key in ("logits", "rectified"))
     torch.testing.assert_close(loss(pred, target), without(pred, target) + 0.4 * corrected)
     assert set(loss.last_terms) == {"class", "dice", "affinity", "volume", "consistency", "total"}
     plain = forward_corrected_dice(pred["logits"], y) + forward_corrected_dice(pred["rectified"], y)
