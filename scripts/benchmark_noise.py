@@ -35,6 +35,7 @@ target check), ``.csv`` (one row per run) and ``.png``.
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import hashlib
 import json
@@ -105,14 +106,29 @@ def bundle_run(configs: list[str], overrides: dict, log: Path) -> None:
         raise RuntimeError(f"bundle run failed (exit {done.returncode}), see {log}: {' '.join(cmd)}")
 
 
-def code_digest() -> str:
-    """SHA-256 of what a run executes: configs/train.json, configs/evaluate.json and the bundle's scripts (the
-    benchmark scripts aside). A finished run is reused only if this and its overrides are unchanged."""
+def _executed_text(path: Path) -> str:
+    """What ``path`` executes: a JSON file's parsed value, a Python file's syntax tree without its docstrings (comments
+    and layout are not in the tree), so that an edit of documentation or line breaks keeps finished runs valid."""
+    if path.suffix == ".json":
+        return json.dumps(json.loads(path.read_text()), sort_keys=True)
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(getattr(first.value, "value", None), str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def code_digest(root: Path = BUNDLE_ROOT) -> str:
+    """SHA-256 of what a run executes: ``configs/train.json``, ``configs/evaluate.json`` and the bundle's scripts
+    (the benchmark scripts aside), each as :func:`_executed_text`. A finished run is reused only if this and its
+    overrides are unchanged."""
     digest = hashlib.sha256()
-    files = [BUNDLE_ROOT / "configs" / name for name in ("train.json", "evaluate.json")]
-    files += sorted(p for p in (BUNDLE_ROOT / "scripts").glob("*.py") if not p.name.startswith("benchmark_"))
+    files = [root / "configs" / name for name in ("train.json", "evaluate.json")]
+    files += sorted(p for p in (root / "scripts").glob("*.py") if not p.name.startswith("benchmark_"))
     for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        digest.update(path.name.encode() + b"\0" + _executed_text(path).encode())
     return digest.hexdigest()
 
 

@@ -20,6 +20,7 @@ from scripts.benchmark_noise import (
     NOISY_CE,
     PEERS,
     TRUSTED,
+    code_digest,
     parse_args,
     peer_check,
     read_scores,
@@ -33,6 +34,33 @@ from scripts.demo_data import make_demo_dataset
 
 def result(method: str, mode: str, seed: int, dice: float, jaccard: float) -> dict:
     return {"method": method, "mode": mode, "seed": seed, "mdice": dice, "mjaccard": jaccard}
+
+
+def test_code_digest_ignores_documentation_not_code(tmp_path):
+    """Finished runs stay valid through docstring, comment, layout and JSON-whitespace edits, not through code edits."""
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "scripts").mkdir()
+    train, evaluate = tmp_path / "configs" / "train.json", tmp_path / "configs" / "evaluate.json"
+    module, benchmark = tmp_path / "scripts" / "losses.py", tmp_path / "scripts" / "benchmark_x.py"
+    evaluate.write_text("{}")
+    benchmark.write_text("x = 1\n")
+    config, source = '{"lr": 0.1, "epochs": 40}', "def f(x):\n    return x + 1\n"
+
+    def digest(config: str, source: str) -> str:
+        train.write_text(config)
+        module.write_text(source)
+        return code_digest(tmp_path)
+
+    base = digest(config, 'def f(x):\n    """Doc."""\n    return x + 1  # one\n')
+    assert (
+        digest('{"epochs": 40,\n "lr": 0.1}', "def f(x):\n    'Other doc.'\n    return (x +\n            1)\n") == base
+    )
+    assert digest(config, source) == base
+    benchmark.write_text("x = 2\n")  # the benchmark scripts do not run in a training run
+    assert digest(config, source) == base
+    assert digest(config, source.replace("1", "2")) != base
+    assert digest(config.replace("0.1", "0.2"), source) != base
+    assert digest(config, 'def f(x):\n    """Doc."""\n    return "x + 1"\n') != base
 
 
 def test_summary_gap_closed():
