@@ -113,10 +113,9 @@ def _executed_text(path: Path) -> str:
         return json.dumps(json.loads(path.read_text()), sort_keys=True)
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(getattr(first.value, "value", None), str):
-                node.body = node.body[1:] or [ast.Pass()]
+        documented = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+        if isinstance(node, documented) and ast.get_docstring(node, clean=False) is not None:
+            node.body = node.body[1:] or [ast.Pass()]
     return ast.dump(tree)
 
 
@@ -146,12 +145,14 @@ def read_scores(eval_dir: Path) -> dict[str, float]:
     return scores
 
 
-def best_validation_dice(log: Path) -> float:
-    """The best validation mean Dice of a training run, from the last "best value" line of its log."""
+def best_validation(log: Path) -> tuple[float, int]:
+    """The best validation mean Dice of a training run and its epoch, from the last "best value" line of its log
+    (MONAI's ``StatsHandler`` line ``Key metric: val_mean_dice best value: 0.72 at epoch: 31``)."""
     best = [line for line in log.read_text().splitlines() if "val_mean_dice best value:" in line]
     if not best:
         raise RuntimeError(f"{log}: no validation result in the training log")
-    return float(best[-1].split("best value:")[1].split()[0])
+    value, epoch = best[-1].split("best value:")[1].split("at epoch:")
+    return float(value), int(epoch)
 
 
 def prepare_datalists(args: argparse.Namespace, work: Path) -> tuple[Path, dict[str, Path]]:
@@ -222,9 +223,9 @@ def run_one(args, method: str, mode: str | None, seed: int, datalist: Path, work
         bundle_run(["train.json"], overrides, run_dir / "train.log")
         train_s = time.perf_counter() - start
         result = {"method": method, "mode": mode or "clean", "seed": seed, "train_s": round(train_s, 1)}
-        result["val_mdice"] = best_validation_dice(run_dir / "train.log")
+        result["val_mdice"], result["val_epoch"] = best_validation(run_dir / "train.log")
     else:
-        result = {k: tuned[k] for k in ("method", "mode", "seed", "train_s", "val_mdice")}
+        result = {k: tuned[k] for k in ("method", "mode", "seed", "train_s", "val_mdice", "val_epoch")}
     if not args.tune:  # tuning runs never see the test split
         bundle_run(["train.json", "evaluate.json"], overrides, run_dir / "evaluate.log")
         result.update(read_scores(run_dir / "eval"))
