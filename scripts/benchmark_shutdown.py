@@ -1,0 +1,97 @@
+# Copyright (c) 2026 JCAS bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""How often a two-process gloo run aborts at exit, with and without :func:`scripts.distributed.shutdown`'s wait.
+
+Usage::
+
+    python -m scripts.benchmark_shutdown --runs 100     # about 30 s per pair of runs on 2 CPUs
+
+Each run is ``torchrun --standalone --nproc_per_node=2`` of this module's ``--worker``: one DistributedDataParallel
+step, an ``all_gather`` that rank 1 follows straight away with the finalize barrier while rank 0 is still busy (as
+at the end of a training run, where rank 0 saves checkpoints), then :func:`scripts.distributed.shutdown` with
+``settle_s`` 0 (the old finalize: barrier, destroy) or the default, and the interpreter's exit. The two settings
+alternate, so load on the machine hits both alike. A run that aborts (SIGABRT, "terminate called without an active
+exception") counts as a failure. Output: a table on stdout and in ``--out`` (``shutdown.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .distributed import shutdown
+
+BUNDLE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def worker(settle_s: float) -> None:
+    """One rank of the stand-in run (launched by torchrun)."""
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(3, 1))  # holds the group past destroy
+    model(torch.ones(2, 3)).sum().backward()
+    gathered = [torch.zeros(3) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, torch.full((3,), float(dist.get_rank())))
+    if dist.get_rank() == 0:
+        time.sleep(0.05)  # rank 0 still busy: rank 1's barrier is queued right behind its all_gather
+    shutdown(settle_s=settle_s)
+
+
+def launch(settle_s: float) -> bool:
+    """One two-process run; True when both ranks exit 0."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "scripts.benchmark_shutdown", "--worker", "--settle_s", str(settle_s)]
+    done = subprocess.run(cmd, cwd=BUNDLE_ROOT, capture_output=True, text=True, check=False)
+    return done.returncode == 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=100, help="runs of each setting")
+    parser.add_argument("--out", default=str(BUNDLE_ROOT / "docs" / "benchmarks"), help="folder of shutdown.md")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--settle_s", type=float, default=0.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.settle_s)
+        return
+    default = inspect.signature(shutdown).parameters["settle_s"].default
+    settings = {"barrier, destroy (settle_s 0)": 0.0, f"shutdown() (settle_s {default})": default}
+    failures = dict.fromkeys(settings, 0)
+    start = time.perf_counter()
+    for i in range(args.runs):
+        for name, settle_s in settings.items():
+            failures[name] += not launch(settle_s)
+        print(f"{i + 1}/{args.runs}: " + ", ".join(f"{n}: {f} aborted" for n, f in failures.items()), flush=True)
+    lines = [
+        "# Two-process gloo runs that abort at exit",
+        "",
+        f"`python -m scripts.benchmark_shutdown --runs {args.runs}`: {args.runs} runs of each setting, alternating, "
+        f"{(time.perf_counter() - start) / 60:.1f} min.",
+        "",
+        "| finalize | runs | aborted at exit |",
+        "|---|---|---|",
+        *(f"| {name} | {args.runs} | {failures[name]} |" for name in settings),
+    ]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "shutdown.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
