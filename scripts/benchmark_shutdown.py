@@ -8,7 +8,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""How often a two-process gloo run aborts at exit, with and without :func:`scripts.distributed.shutdown`'s wait.
+"""How often a two-process gloo run aborts or hangs at exit, with and without the wait of
+:func:`scripts.distributed.shutdown`.
 
 Usage::
 
@@ -18,14 +19,18 @@ Each run is ``torchrun --standalone --nproc_per_node=2`` of this module's ``--wo
 step, an ``all_gather`` that rank 1 follows straight away with the finalize barrier while rank 0 is still busy (as
 at the end of a training run, where rank 0 saves checkpoints), then :func:`scripts.distributed.shutdown` with
 ``settle_s`` 0 (the old finalize: barrier, destroy) or the default, and the interpreter's exit. The two settings
-alternate, so load on the machine hits both alike. A run that aborts (SIGABRT, "terminate called without an active
-exception") counts as a failure. Output: a table on stdout and in ``--out`` (``shutdown.md``).
+alternate, so load on the machine hits both alike. A run fails when a rank aborts (SIGABRT, "terminate called
+without an active exception": a gloo worker asks for the GIL during interpreter shutdown) or hangs (the main thread,
+holding the GIL, frees the group while a worker holds the group's lock and waits for the GIL; killed after 120 s).
+Output: a table on stdout and in ``--out`` (``shutdown.md``).
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -51,12 +56,20 @@ def worker(settle_s: float) -> None:
     shutdown(settle_s=settle_s)
 
 
-def launch(settle_s: float) -> bool:
-    """One two-process run; True when both ranks exit 0."""
+def launch(settle_s: float, timeout_s: float = 120.0) -> str:
+    """One two-process run: "ok" when both ranks exit 0, "hung" when it outlives ``timeout_s`` (killed), else
+    "aborted"."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     cmd += ["-m", "scripts.benchmark_shutdown", "--worker", "--settle_s", str(settle_s)]
-    done = subprocess.run(cmd, cwd=BUNDLE_ROOT, capture_output=True, text=True, check=False)
-    return done.returncode == 0
+    run = subprocess.Popen(
+        cmd, cwd=BUNDLE_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        return "ok" if run.wait(timeout=timeout_s) == 0 else "aborted"
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)  # the launcher and both ranks
+        run.wait()
+        return "hung"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,21 +84,24 @@ def main(argv: list[str] | None = None) -> None:
         return
     default = inspect.signature(shutdown).parameters["settle_s"].default
     settings = {"barrier, destroy (settle_s 0)": 0.0, f"shutdown() (settle_s {default})": default}
-    failures = dict.fromkeys(settings, 0)
+    outcomes = {name: {"aborted": 0, "hung": 0} for name in settings}
     start = time.perf_counter()
     for i in range(args.runs):
         for name, settle_s in settings.items():
-            failures[name] += not launch(settle_s)
-        print(f"{i + 1}/{args.runs}: " + ", ".join(f"{n}: {f} aborted" for n, f in failures.items()), flush=True)
+            outcome = launch(settle_s)
+            if outcome != "ok":
+                outcomes[name][outcome] += 1
+        counts = (f"{n}: {o['aborted']} aborted, {o['hung']} hung" for n, o in outcomes.items())
+        print(f"{i + 1}/{args.runs}: " + "; ".join(counts), flush=True)
     lines = [
-        "# Two-process gloo runs that abort at exit",
+        "# Two-process gloo runs that abort or hang at exit",
         "",
         f"`python -m scripts.benchmark_shutdown --runs {args.runs}`: {args.runs} runs of each setting, alternating, "
         f"{(time.perf_counter() - start) / 60:.1f} min.",
         "",
-        "| finalize | runs | aborted at exit |",
-        "|---|---|---|",
-        *(f"| {name} | {args.runs} | {failures[name]} |" for name in settings),
+        "| finalize | runs | aborted at exit | hung at exit (killed after 120 s) |",
+        "|---|---|---|---|",
+        *(f"| {name} | {args.runs} | {o['aborted']} | {o['hung']} |" for name, o in outcomes.items()),
     ]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

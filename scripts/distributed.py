@@ -32,7 +32,9 @@ def shutdown(settle_s: float = 0.5) -> None:
     the process aborts ("terminate called without an active exception", SIGABRT, after the checkpoints were
     written). Measured: 1 abort in 22 runs of the two-process CPU test's command, its core dump showing the worker in
     ``~AsyncBarrierWork`` and the main thread in ``Py_FinalizeEx``; in a two-process stand-in (DDP step, all_gather,
-    barrier, exit), 10 aborts in 276 runs without a wait and 0 in 276 with 0.1 s. Sleeping releases the GIL, so the
+    barrier, exit), 10 aborts in 276 runs without a wait and 0 in 276 with 0.1 s. The same race can instead hang
+    the rank: the main thread, holding the GIL, frees the group while a worker holds the group's lock and waits for
+    the GIL (seen once, in ``scripts/benchmark_shutdown.py`` without the wait). Sleeping releases the GIL, so the
     workers finish while the interpreter is whole.
 
     Args:

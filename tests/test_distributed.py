@@ -59,4 +59,4 @@ def test_shutdown_benchmark_runs_both_settings(tmp_path):
     main(["--runs", "1", "--out", str(tmp_path)])
     rows = (tmp_path / "shutdown.md").read_text().splitlines()[-2:]
     assert rows[0].startswith("| barrier, destroy (settle_s 0) | 1 | ")
-    assert rows[1] == "| shutdown() (settle_s 0.5) | 1 | 0 |"
+    assert rows[1] == "| shutdown() (settle_s 0.5) | 1 | 0 | 0 |"
