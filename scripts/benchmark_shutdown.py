@@ -13,7 +13,7 @@
 
 Usage::
 
-    python -m scripts.benchmark_shutdown --runs 100     # about 30 s per pair of runs on 2 CPUs
+    python -m scripts.benchmark_shutdown --runs 100     # 30 to 55 s per pair of runs on 2 CPUs
 
 Each run is ``torchrun --standalone --nproc_per_node=2`` of this module's ``--worker``: one DistributedDataParallel
 step, an ``all_gather`` that rank 1 follows straight away with the finalize barrier while rank 0 is still busy (as
