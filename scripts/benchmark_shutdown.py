@@ -28,7 +28,6 @@ Output: a table on stdout and in ``--out`` (``shutdown.md``).
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import signal
 import subprocess
@@ -36,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from .distributed import shutdown
+from .distributed import SETTLE_S, shutdown
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,8 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         worker(args.settle_s)
         return
-    default = inspect.signature(shutdown).parameters["settle_s"].default
-    settings = {"barrier, destroy (settle_s 0)": 0.0, f"shutdown() (settle_s {default})": default}
+    settings = {"barrier, destroy (settle_s 0)": 0.0, f"shutdown() (settle_s {SETTLE_S})": SETTLE_S}
     outcomes = {name: {"aborted": 0, "hung": 0} for name in settings}
     start = time.perf_counter()
     for i in range(args.runs):

@@ -17,25 +17,26 @@ import time
 
 import torch.distributed as dist
 
-__all__ = ["shutdown"]
+__all__ = ["SETTLE_S", "shutdown"]
+
+SETTLE_S = 0.5  # seconds between the final barrier and the destruction of the process group
 
 
-def shutdown(settle_s: float = 0.5) -> None:
+def shutdown(settle_s: float = SETTLE_S) -> None:
     """Meet the other processes at a barrier, wait ``settle_s`` seconds, then destroy the default process group; a
     no-op when no process group is initialised.
 
     The wait is for gloo. Its worker threads free a finished collective (and the tensors it held, whose Python
     objects need the GIL) a moment after the caller has returned from it, and a barrier keeps the collectives before
     it until the barrier itself is freed. ``destroy_process_group`` does not stop those threads while
-    ``DistributedDataParallel`` still holds the group, so a rank that exits straight after the barrier can have a
-    worker ask for the GIL while the interpreter shuts down; the thread is then unwound inside a C++ destructor and
-    the process aborts ("terminate called without an active exception", SIGABRT, after the checkpoints were
-    written). Measured: 1 abort in 22 runs of the two-process CPU test's command, its core dump showing the worker in
-    ``~AsyncBarrierWork`` and the main thread in ``Py_FinalizeEx``; in a two-process stand-in (DDP step, all_gather,
-    barrier, exit), 10 aborts in 276 runs without a wait and 0 in 276 with 0.1 s. The same race can instead hang
-    the rank: the main thread, holding the GIL, frees the group while a worker holds the group's lock and waits for
-    the GIL (seen once, in ``scripts/benchmark_shutdown.py`` without the wait). Sleeping releases the GIL, so the
-    workers finish while the interpreter is whole.
+    ``DistributedDataParallel`` still holds the group, so a rank that exits straight after the barrier races them:
+    a worker that asks for the GIL during interpreter shutdown is unwound inside a C++ destructor and the process
+    aborts ("terminate called without an active exception", SIGABRT; core dump: the worker in
+    ``~AsyncBarrierWork``, the main thread in ``Py_FinalizeEx``), or the main thread, holding the GIL, frees the
+    group while a worker holds the group's lock and waits for the GIL, and the rank hangs. Both came after the
+    checkpoints were written. Sleeping releases the GIL, so the workers finish while the interpreter is whole;
+    counts with and without the wait: ``docs/benchmarks/shutdown.md`` (``scripts/benchmark_shutdown.py``) and
+    ``docs/benchmarks/shutdown_standalone.md``.
 
     Args:
         settle_s: seconds to wait after the barrier (>= 0).
