@@ -22,9 +22,11 @@ from . import (
     demo_data,
     demo_data_3d,
     distributed,
+    early_learning,
     export_onnx,
     handlers,
     losses,
+    model_labels,
     network,
     noise,
     noise_rates,
@@ -38,6 +40,7 @@ from .dar import DAR, dar_rectify
 from .data import CheckImageLabeld, LoadImageByFormatd, load_datalist
 from .demo_data import ensure_demo_dataset, make_demo_dataset
 from .demo_data_3d import ensure_demo_dataset_3d, make_demo_dataset_3d
+from .early_learning import EarlyLearningCorrection, EarlyLearningHandler, MultiScaleInferer
 from .handlers import (
     CALCStageHandler,
     CALCStatsHandler,
@@ -56,6 +59,9 @@ from .transition import NoiseTransition, affinity_transition_from_class, anchor_
 
 __all__ = [
     "DAR",
+    "EarlyLearningCorrection",
+    "EarlyLearningHandler",
+    "MultiScaleInferer",
     "CALCLoss",
     "GCELoss",
     "LogitsLoss",
@@ -89,6 +95,7 @@ __all__ = [
     "demo_data",
     "demo_data_3d",
     "distributed",
+    "early_learning",
     "ensure_demo_dataset",
     "ensure_demo_dataset_3d",
     "export_onnx",
@@ -105,6 +112,7 @@ __all__ = [
     "noise_transition_matrix",
     "outputs",
     "make_loss",
+    "model_labels",
     "reports",
     "robust_losses",
     "tracking",

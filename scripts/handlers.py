@@ -26,14 +26,13 @@ from monai.handlers import TensorBoardHandler
 from torch.utils.tensorboard import SummaryWriter
 
 from .losses import CALCLoss
-from .transition import anchor_transition, soft_confusion, transition_error, transition_from_confusion
+from .transition import anchor_transition, format_matrix, soft_confusion, transition_error, transition_from_confusion
 
 __all__ = [
     "CALCStageHandler",
     "CALCStatsHandler",
     "TransitionEstimateHandler",
     "TransitionOptimizerHandler",
-    "format_matrix",
     "latest_checkpoint",
 ]
 
@@ -224,11 +223,6 @@ class TransitionEstimateHandler:
         t_class = self.estimate()
         self.loss.set_transitions(t_class)
         self.logger.info(f"epoch {engine.state.epoch}: T_C estimated ({self.source}): {format_matrix(t_class)}")
-
-
-def format_matrix(matrix: torch.Tensor) -> str:
-    """A (K, K) matrix on one line, rows separated by ``;``."""
-    return "[" + "; ".join(", ".join(f"{v:.3f}" for v in row) for row in matrix.tolist()) + "]"
 
 
 class CALCStatsHandler(TensorBoardHandler):

@@ -27,9 +27,16 @@ labelled shaft (1) in 60 % of its pixels::
     python -m scripts.make_noisy --datalist data/datalist.json --out data/noisy_wrist --mode transition \\
         --transition "[[1, 0, 0, 0], [0, 1, 0, 0], [0, 0.6, 0.4, 0], [0, 0, 0, 1]]"
 
-The report (noise_report.json) holds the pixel and affinity noise rates and the empirical class transition of the
-corrupted splits (``overall["transition"]``, from the pooled counts ``overall["confusion"]``), next to the expected
-one of a class-conditional mode (``settings["transition_expected"]``).
+Structures left out (each connected part erased with probability 0.3), and labels predicted by a weak model (a small
+network trained on 3 of the clean cases for a fixed budget, :mod:`scripts.model_labels`)::
+
+    python -m scripts.make_noisy --datalist data/datalist.json --out data/noisy_omission --mode omission
+    python -m scripts.make_noisy --datalist data/datalist.json --out data/noisy_model --mode model --cases 3
+
+The report (noise_report.json) holds the pixel and affinity noise rates, the per-class Dice of the noisy against the
+clean labels and the empirical class transition of the corrupted splits (``overall["transition"]``, from the pooled
+counts ``overall["confusion"]``), next to the expected one of a mode that has one (``settings["transition_expected"]``)
+and, for mode model, the labels the labeller learned from (``settings["model"]["trained_on"]``).
 
 No input is ever modified: the output folder must not be, contain or lie inside the datalist's folder or the folder
 of any image or label it references, and no output file may resolve (through symlinks) to an input. A non-empty
@@ -43,7 +50,7 @@ import json
 import sys
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from os.path import exists, isabs
 from pathlib import Path
 from typing import Any
@@ -53,16 +60,20 @@ import numpy as np
 from monai.data import load_decathlon_datalist
 from PIL import Image
 
+from scripts.model_labels import WeakModelSettings, model_labels, read_image
 from scripts.noise import (
-    CLASS_CONDITIONAL_MODES,
+    EXPECTED_TRANSITION_MODES,
     NOISE_MODES,
     SimulateLabelNoise,
     check_label_values,
     noise_transition_matrix,
 )
-from scripts.noise_rates import empirical_transition, noise_rates
+from scripts.noise_rates import class_dice, empirical_transition, noise_rates
+from scripts.transition import format_matrix
 
-__all__ = ["LabelFile", "check_output_folder", "main", "make_noisy", "read_label", "write_label"]
+__all__ = ["MODES", "LabelFile", "check_output_folder", "main", "make_noisy", "read_label", "write_label"]
+
+MODES = (*NOISE_MODES, "model")  # the transform's modes, and labels predicted by a weak model
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 PNG_MODES = ("1", "L", "P", "I", "I;16")
@@ -240,65 +251,34 @@ def check_output_folder(
             )
 
 
-def make_noisy(
-    datalist: str | Path,
-    out_dir: str | Path,
-    mode: str,
-    num_classes: int = 4,
-    rate: float | Sequence[float] = 0.5,
-    radius: Sequence[int] = (2, 6),
-    fraction: float = 1.0,
-    class_map: Sequence[int] | None = None,
-    ignore_index: int | None = None,
-    seed: int = 0,
-    keys: Sequence[str] = ("training",),
-    transition: Sequence[Sequence[float]] | None = None,
-    overwrite: bool = False,
-) -> dict[str, Any]:
-    """Corrupt the labels of the ``keys`` splits; write them, a datalist and a noise report to ``out_dir``.
+def _num_classes(num_classes: int | None, content: dict[str, Any], datalist: Path) -> int:
+    """``num_classes`` as given, else the datalist's ``num_classes`` or the size of its ``labels`` table."""
+    if num_classes is None:
+        num_classes = content.get("num_classes", len(content.get("labels", {})) or None)
+    if num_classes is None:
+        raise ValueError(
+            f"datalist {datalist} states no 'num_classes' (nor a 'labels' table): give num_classes "
+            "(--num_classes), the number of classes including background"
+        )
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"expected num_classes an integer >= 2, got {num_classes!r}")
+    return num_classes
 
-    Nothing is written before the arguments, the datalist, the existence and format of every label to corrupt and
-    the output folder (:func:`check_output_folder`) are checked; no input file is ever modified.
 
-    Args:
-        datalist: decathlon-style JSON; relative paths are resolved against its folder.
-        out_dir: output folder (created): outside the input data, and empty unless ``overwrite``.
-        mode, num_classes, rate, radius, fraction, class_map, ignore_index, transition: see
-            :class:`SimulateLabelNoise` (``rate``: one rate or C per-class rates; ``transition``: C x C matrix of
-            mode "transition").
-        seed: run seed; each case is seeded from (seed, split, index).
-        keys: splits to corrupt; the other lists are copied with absolute paths.
-        overwrite: write into an existing non-empty ``out_dir`` (files of the same name are replaced).
-
-    Returns:
-        The report written to ``out_dir/noise_report.json``: ``datalist``, ``settings`` (the arguments, plus
-        ``transition_expected``, the C x C expected transition of a class-conditional mode, None otherwise),
-        ``cases`` (per case: paths, format, ``corrupted`` and :func:`noise_rates`, with its ``confusion``) and
-        ``overall``: pooled pixel and affinity rates, ``confusion`` (C x C counts over all cases of the corrupted
-        splits, rows clean, columns noisy) and ``transition`` (its row-normalised form, identity row for a class
-        absent from the clean labels).
-
-    Raises:
-        FileNotFoundError: the datalist or a label is missing.
-        ValueError: a split is absent or has an entry without "label"; a label has values outside 0..C-1
-            (other than ``ignore_index``) or an unsupported format; an invalid noise argument; an output folder
-            that could modify the input data or is not empty (see :func:`check_output_folder`).
-    """
-    datalist, out_dir = Path(datalist), Path(out_dir)
-    if not datalist.is_file():
-        raise FileNotFoundError(f"datalist {datalist} not found")
-    with open(datalist) as f:
-        content = json.load(f)
+def _plan(
+    datalist: Path, content: dict[str, Any], keys: Sequence[str], out_dir: Path
+) -> tuple[dict[str, Any], list[Path], list[tuple[str, int, dict[str, Any], Path]], list[Path]]:
+    """The output datalist (every list resolved), the input files, the labels to corrupt (split, index, entry, where
+    the noisy copy goes) and every file that will be written; checks that each label exists and has a format."""
     for key in keys:
         if not isinstance(content.get(key), list):
             lists = [k for k, v in content.items() if isinstance(v, list)]
             raise ValueError(f"datalist {datalist}: expected a '{key}' list, found lists {lists}")
     base_dir = datalist.parent
-    noise = SimulateLabelNoise(mode, num_classes, rate, radius, fraction, class_map, ignore_index, transition)
     out_list = dict(content)
     inputs: list[Path] = []
     outputs = [out_dir / "datalist.json", out_dir / "noise_report.json"]
-    planned: list[tuple[str, int, dict[str, Any], Path]] = []  # split, index, entry, where its noisy label goes
+    planned = []
     for split, entries in content.items():
         if not isinstance(entries, list):
             continue
@@ -318,26 +298,53 @@ def make_noisy(
             dst = _noisy_path(out_dir, base_dir, split, index, path)
             planned.append((split, index, entry, dst))
             outputs.append(_nifti_name(dst) if kind == "dicom" else dst)  # where write_label will write
-    check_output_folder(out_dir, datalist, inputs, outputs, overwrite)
+    return out_list, inputs, planned, outputs
 
-    cases = []
-    for split, index, entry, dst in planned:
-        label = read_label(Path(entry["label"]))
+
+def _transform_noise(
+    noise: SimulateLabelNoise, labels: Sequence[LabelFile], cases: Sequence[tuple[str, int]], seed: int
+) -> tuple[list[np.ndarray], list[bool]]:
+    """Each label through ``noise``, seeded per case from (seed, split, index); and whether it was corrupted."""
+    noisy, corrupted = [], []
+    for label, (split, index) in zip(labels, cases, strict=True):
         noise.set_random_state(_case_seed(seed, split, index))
         try:
-            check_label_values(label.array, num_classes, ignore_index)
-            noisy = noise(label.array[None])[0]
+            noisy.append(noise(label.array[None])[0])
         except ValueError as err:
             raise ValueError(f"label {label.path}: {err}") from err
-        dst = write_label(label, noisy, dst)
-        entry["label_clean"], entry["label"] = entry["label"], str(dst.resolve())
-        rates = noise_rates(noisy, label.array, num_classes, ignore_index)
-        cases.append({"split": split, "index": index, "label": entry["label"], "label_clean": str(label.path)})
-        cases[-1].update({"format": label.kind, "corrupted": bool(noise._do_transform), **rates})
+        corrupted.append(noise.corrupts)
+    return noisy, corrupted
+
+
+def _model_noise(
+    labels: Sequence[LabelFile],
+    images: Sequence[str],
+    cases: Sequence[tuple[str, int]],
+    num_classes: int,
+    settings: WeakModelSettings,
+    fraction: float,
+    seed: int,
+) -> tuple[list[np.ndarray], list[bool], list[int]]:
+    """Labels predicted by a weak model (:func:`scripts.model_labels.model_labels`), kept for a ``fraction`` of the
+    cases (each drawn from its own seed); the indices of the cases the model learned from."""
+    arrays = [read_image(image, label.array.shape) for image, label in zip(images, labels, strict=True)]
+    predicted, trained_on = model_labels(arrays, [lab.array for lab in labels], num_classes, settings, seed)
+    corrupted = [
+        bool(np.random.RandomState(_case_seed(seed, split, index)).rand() < fraction) for split, index in cases
+    ]
+    noisy = [
+        p.astype(lab.array.dtype) if c else lab.array for p, lab, c in zip(predicted, labels, corrupted, strict=True)
+    ]
+    return noisy, corrupted, trained_on
+
+
+def _overall(cases: Sequence[dict[str, Any]], num_classes: int) -> dict[str, Any]:
+    """Pixel and affinity rates pooled over the cases, their mean per case, the pooled confusion, its transition
+    and its per-class Dice (noisy against clean)."""
     pixels = sum(c["num_pixels"] for c in cases)
     pairs = sum(c["num_pairs"] for c in cases)
     confusion = sum((np.asarray(c["confusion"], dtype=np.int64) for c in cases), np.zeros((num_classes,) * 2, int))
-    overall = {
+    return {
         "num_cases": len(cases),
         "pixel": sum(c["pixels_changed"] for c in cases) / pixels if pixels else 0.0,
         "affinity": sum(c["pairs_changed"] for c in cases) / pairs if pairs else 0.0,
@@ -346,16 +353,109 @@ def make_noisy(
         "corrupted": sum(c["corrupted"] for c in cases),
         "confusion": confusion.tolist(),
         "transition": empirical_transition(confusion).tolist(),
+        "dice": class_dice(confusion),
     }
+
+
+def make_noisy(
+    datalist: str | Path,
+    out_dir: str | Path,
+    mode: str,
+    num_classes: int | None = None,
+    rate: float | Sequence[float] | None = None,
+    radius: Sequence[int] = (2, 6),
+    fraction: float = 1.0,
+    class_map: Sequence[int] | None = None,
+    ignore_index: int | None = None,
+    seed: int = 0,
+    keys: Sequence[str] = ("training",),
+    transition: Sequence[Sequence[float]] | None = None,
+    overwrite: bool = False,
+    model: WeakModelSettings | None = None,
+) -> dict[str, Any]:
+    """Corrupt the labels of the ``keys`` splits; write them, a datalist and a noise report to ``out_dir``.
+
+    Nothing is written before the arguments, the datalist, the existence and format of every label to corrupt and
+    the output folder (:func:`check_output_folder`) are checked; no input file is ever modified.
+
+    Args:
+        datalist: decathlon-style JSON; relative paths are resolved against its folder.
+        out_dir: output folder (created): outside the input data, and empty unless ``overwrite``.
+        mode: one of :data:`MODES`: a :class:`scripts.noise.SimulateLabelNoise` mode, or ``"model"``, labels
+            predicted by a weak model trained on a few of the cases (:mod:`scripts.model_labels`; the case labels of
+            the ``keys`` splits must be clean).
+        num_classes: C; None takes the datalist's ``num_classes`` (or the size of its ``labels`` table).
+        rate, radius, fraction, class_map, ignore_index, transition: see :class:`SimulateLabelNoise` (``rate``: one
+            rate or C per-class rates, None the mode's default; ``transition``: C x C matrix of mode "transition";
+            ``fraction``: share of corrupted cases, in every mode).
+        seed: run seed; each case is seeded from (seed, split, index), the weak model from ``seed``.
+        keys: splits to corrupt; the other lists are copied with absolute paths.
+        overwrite: write into an existing non-empty ``out_dir`` (files of the same name are replaced).
+        model: the weak model's budget (mode "model"; None: :class:`scripts.model_labels.WeakModelSettings`).
+
+    Returns:
+        The report written to ``out_dir/noise_report.json``: ``datalist``, ``settings`` (the arguments, plus
+        ``transition_expected``, the C x C expected transition of a mode that has one, None otherwise, and for mode
+        "model" ``model``: its budget and ``trained_on``, the labels it learned from), ``cases`` (per case: paths,
+        format, ``corrupted`` and :func:`noise_rates`, with its ``confusion`` and per-class ``dice``) and
+        ``overall``: pooled pixel and affinity rates, ``confusion`` (C x C counts over all cases of the corrupted
+        splits, rows clean, columns noisy), ``transition`` (its row-normalised form, identity row for a class
+        absent from the clean labels) and ``dice`` (per class, noisy against clean, from the pooled counts).
+
+    Raises:
+        FileNotFoundError: the datalist or a label is missing.
+        ValueError: a split is absent or has an entry without "label"; a label has values outside 0..C-1
+            (other than ``ignore_index``) or an unsupported format; an invalid noise argument; an output folder
+            that could modify the input data or is not empty (see :func:`check_output_folder`).
+    """
+    datalist, out_dir = Path(datalist), Path(out_dir)
+    if not datalist.is_file():
+        raise FileNotFoundError(f"datalist {datalist} not found")
+    with open(datalist) as f:
+        content = json.load(f)
+    num_classes = _num_classes(num_classes, content, datalist)
+    if mode not in MODES:
+        raise ValueError(f"expected mode in {MODES}, got {mode!r}")
+    # a SimulateLabelNoise checks the arguments of every mode (mode "model" uses its fraction and ignore_index only)
+    noise = SimulateLabelNoise(
+        "ellipse" if mode == "model" else mode, num_classes, rate, radius, fraction, class_map, ignore_index, transition
+    )
+    out_list, inputs, planned, outputs = _plan(datalist, content, keys, out_dir)
+    check_output_folder(out_dir, datalist, inputs, outputs, overwrite)
+
+    labels = [read_label(Path(entry["label"])) for _, _, entry, _ in planned]
+    for label in labels:
+        try:
+            check_label_values(label.array, num_classes, ignore_index)
+        except ValueError as err:
+            raise ValueError(f"label {label.path}: {err}") from err
+    ids = [(split, index) for split, index, _, _ in planned]
+    settings: dict[str, Any] = {"mode": mode, "num_classes": num_classes, "rate": noise.rate}
+    if mode == "model":
+        model = model or WeakModelSettings()
+        images = [entry["image"] for _, _, entry, _ in planned]
+        noisy, corrupted, trained_on = _model_noise(labels, images, ids, num_classes, model, fraction, seed)
+        settings["model"] = {**asdict(model), "trained_on": [str(labels[i].path) for i in trained_on]}
+    else:
+        noisy, corrupted = _transform_noise(noise, labels, ids, seed)
+    cases = []
+    for (split, index, entry, dst), label, array, flag in zip(planned, labels, noisy, corrupted, strict=True):
+        dst = write_label(label, array, dst)
+        entry["label_clean"], entry["label"] = entry["label"], str(dst.resolve())
+        cases.append({"split": split, "index": index, "label": entry["label"], "label_clean": str(label.path)})
+        cases[-1].update({"format": label.kind, "corrupted": flag})
+        cases[-1].update(noise_rates(array, label.array, num_classes, ignore_index))
     expected = None
-    if mode in CLASS_CONDITIONAL_MODES:
-        expected = noise_transition_matrix(mode, num_classes, rate, noise.class_map, noise.transition, fraction)
-    settings = {"mode": mode, "num_classes": num_classes, "rate": noise.rate, "radius": list(noise.radius)}
-    settings.update({"fraction": fraction, "class_map": noise.class_map, "ignore_index": ignore_index})
-    settings.update({"transition": None if noise.transition is None else noise.transition.tolist()})
+    if mode in EXPECTED_TRANSITION_MODES:
+        expected = noise_transition_matrix(mode, num_classes, noise.rate, noise.class_map, noise.transition, fraction)
+    settings.update({"radius": list(noise.radius), "fraction": fraction, "class_map": noise.class_map})
+    settings.update(
+        {"ignore_index": ignore_index, "transition": None if noise.transition is None else noise.transition.tolist()}
+    )
     settings.update({"transition_expected": None if expected is None else expected.tolist()})
     settings.update({"seed": seed, "keys": list(keys)})
-    report = {"datalist": str(datalist.resolve()), "settings": settings, "cases": cases, "overall": overall}
+    report = {"datalist": str(datalist.resolve()), "settings": settings, "cases": cases}
+    report["overall"] = _overall(cases, num_classes)
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "datalist.json", "w") as f:
         json.dump(out_list, f, indent=2)
@@ -375,14 +475,6 @@ def format_report(report: dict[str, Any]) -> str:
     width = max(len(r[0]) for r in rows)
     lines = [f"{'case':<{width}}  {'pixel %':>8}  {'affinity %':>10}"]
     lines += [f"{name:<{width}}  {100 * p:8.2f}  {100 * a:10.2f}" for name, p, a in rows]
-    return "\n".join(lines)
-
-
-def format_transition(transition: Sequence[Sequence[float]], title: str) -> str:
-    """A C x C transition (rows clean, columns noisy) as a table of 4-decimal probabilities under ``title``."""
-    num_classes = len(transition)
-    lines = [title, "clean\\noisy " + " ".join(f"{j:>7d}" for j in range(num_classes))]
-    lines += [f"{i:>11d} " + " ".join(f"{p:7.4f}" for p in row) for i, row in enumerate(transition)]
     return "\n".join(lines)
 
 
@@ -409,15 +501,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m scripts.make_noisy", description=__doc__, formatter_class=_Formatter
     )
     parser.add_argument("--datalist", required=True, help="decathlon-style datalist JSON")
-    parser.add_argument("--mode", required=True, choices=NOISE_MODES, help="noise model")
+    parser.add_argument("--mode", required=True, choices=MODES, help="noise model")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--num_classes", type=int, default=4, help="classes incl. background (EndoVis 2018: 4)")
+    parser.add_argument(
+        "--num_classes", type=int, default=None, help="classes incl. background (default: the datalist's num_classes)"
+    )
     parser.add_argument(
         "--rate",
         type=float,
         nargs="+",
-        default=0.5,
-        help="flip probability, one or one per class (symmetric/asymmetric)",
+        default=None,
+        help="flip (symmetric/asymmetric) or erase (omission) probability, one or one per class; default 0.5, "
+        "omission 0.3",
     )
     parser.add_argument("--radius", type=int, nargs=2, default=(2, 6), metavar=("MIN", "MAX"), help="morph radii")
     parser.add_argument("--fraction", type=float, default=1.0, help="share of labels corrupted")
@@ -433,8 +528,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="run seed")
     parser.add_argument("--keys", nargs="+", default=["training"], help="splits to corrupt (default: training)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder")
+    weak = WeakModelSettings()
+    parser.add_argument(
+        "--cases", type=int, default=weak.cases, help="mode model: clean cases the labeller learns from"
+    )
+    parser.add_argument("--steps", type=int, default=weak.steps, help="mode model: the labeller's training steps")
     args = parser.parse_args(argv)
-    rate = args.rate if isinstance(args.rate, float) or len(args.rate) > 1 else args.rate[0]
+    rate = args.rate if args.rate is None or len(args.rate) > 1 else args.rate[0]
     try:
         report = make_noisy(
             args.datalist,
@@ -450,6 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             keys=args.keys,
             transition=args.transition,
             overwrite=args.overwrite,
+            model=WeakModelSettings(cases=args.cases, steps=args.steps),
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -458,9 +559,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for case in dicoms:
         print(f"DICOM label {case['label_clean']} written as NIfTI {case['label']}")
     print(format_report(report))
-    print(format_transition(report["overall"]["transition"], "empirical transition p(noisy | clean):"))
+    print("empirical transition p(noisy | clean), rows clean:\n" + format_matrix(report["overall"]["transition"], True))
     if report["settings"]["transition_expected"] is not None:
-        print(format_transition(report["settings"]["transition_expected"], "expected transition:"))
+        print("expected transition:\n" + format_matrix(report["settings"]["transition_expected"], True))
+    print(
+        "Dice of noisy against clean labels, per class: "
+        + ", ".join("-" if d is None else f"{d:.3f}" for d in report["overall"]["dice"])
+    )
+    if "model" in report["settings"]:
+        print("the weak model learned from " + ", ".join(report["settings"]["model"]["trained_on"]))
     print(f"wrote {Path(args.out) / 'datalist.json'} and {Path(args.out) / 'noise_report.json'}")
     return 0
 

@@ -8,11 +8,13 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Simulated label noise (ellipse, morphological, symmetric, asymmetric, transition) as MONAI random transforms.
+"""Simulated label noise (ellipse, morphological, omission, symmetric, asymmetric, transition) as MONAI transforms.
 
 The modes follow the noise settings of Guo & Yuan, "Joint Class-Affinity Loss Correction for Robust Medical Image
-Segmentation with Noisy Labels", MICCAI 2022, plus the morphological noise common in this literature and an explicit
-class transition matrix (any class-conditional noise, e.g. a class labelled as its neighbour most of the time). The
+Segmentation with Noisy Labels", MICCAI 2022, plus the morphological noise common in this literature, structures left
+out by the annotator (omission) and an explicit class transition matrix (any class-conditional noise, e.g. a class
+labelled as its neighbour most of the time). Labels predicted by a weak model are made by
+:mod:`scripts.model_labels`, since they need a network trained first. The
 maths sits in the pure functions on spatial label maps (``H[WD]``, no channel); the transforms draw the random
 numbers. :func:`noise_transition_matrix` gives the expected transition of the class-conditional modes.
 """
@@ -30,6 +32,7 @@ from scipy import ndimage
 
 __all__ = [
     "CLASS_CONDITIONAL_MODES",
+    "EXPECTED_TRANSITION_MODES",
     "NOISE_MODES",
     "SimulateLabelNoise",
     "SimulateLabelNoised",
@@ -37,15 +40,21 @@ __all__ = [
     "check_class_rates",
     "check_label_values",
     "check_transition",
+    "default_rate",
     "ellipse_noise",
     "morph_noise",
     "noise_transition_matrix",
+    "omission_noise",
     "symmetric_noise",
     "transition_noise",
 ]
 
-NOISE_MODES = ("ellipse", "morph", "symmetric", "asymmetric", "transition")
+NOISE_MODES = ("ellipse", "morph", "omission", "symmetric", "asymmetric", "transition")
 CLASS_CONDITIONAL_MODES = ("symmetric", "asymmetric", "transition")  # the noisy class depends on the clean one only
+# modes with an expected class transition: the class-conditional ones, and omission (a whole part erased with
+# probability p: in expectation a share p of each class's pixels becomes background)
+EXPECTED_TRANSITION_MODES = (*CLASS_CONDITIONAL_MODES, "omission")
+DEFAULT_RATES = {"omission": 0.3}  # rate when none is given; 0.5 for the flip modes
 
 
 def check_label_values(label: np.ndarray, num_classes: int, ignore_index: int | None = None) -> None:
@@ -98,7 +107,7 @@ def check_transition(transition: Sequence[Sequence[float]] | np.ndarray, num_cla
 def noise_transition_matrix(
     mode: str,
     num_classes: int,
-    rate: float | Sequence[float] = 0.5,
+    rate: float | Sequence[float] | None = None,
     class_map: Sequence[int] | None = None,
     transition: Sequence[Sequence[float]] | np.ndarray | None = None,
     fraction: float = 1.0,
@@ -106,13 +115,17 @@ def noise_transition_matrix(
     """Expected class transition ``T[i, j] = p(noisy = j | clean = i)`` of a class-conditional noise setting.
 
     With r_i the flip rate of class i: symmetric ``T[i, i] = 1 - r_i``, ``T[i, j] = r_i / (C - 1)``; asymmetric
-    ``T[i, i] = 1 - r_i``, ``T[i, class_map[i]] += r_i`` (default class_map c -> (c + 1) mod C); transition: the
-    given matrix. With ``fraction`` alpha of the images corrupted, ``(1 - alpha) I + alpha T``.
+    ``T[i, i] = 1 - r_i``, ``T[i, class_map[i]] += r_i`` (default class_map c -> (c + 1) mod C); omission
+    ``T[i, i] = 1 - r_i``, ``T[i, 0] = r_i`` for the foreground classes (expected over the random choice of the
+    erased parts: each part, hence each pixel, is erased with probability r_i); transition: the given matrix. With
+    ``fraction`` alpha of the images corrupted, ``(1 - alpha) I + alpha T``.
 
     Args:
-        mode: "symmetric", "asymmetric" or "transition" (see :class:`SimulateLabelNoise`).
+        mode: one of ``EXPECTED_TRANSITION_MODES``: "symmetric", "asymmetric", "transition" or "omission" (see
+            :class:`SimulateLabelNoise`).
         num_classes: C.
-        rate: one flip rate or C per-class rates (symmetric, asymmetric).
+        rate: one rate or C per-class rates (symmetric, asymmetric, omission); None: the mode's default (0.3 for
+            omission, 0.5 otherwise).
         class_map: asymmetric target of each class, length C.
         transition: C x C row-stochastic matrix (transition mode).
         fraction: share of corrupted images.
@@ -121,11 +134,11 @@ def noise_transition_matrix(
         (C, C) float64 row-stochastic matrix, rows clean, columns noisy.
 
     Raises:
-        ValueError: a mode that is not class-conditional (ellipse, morph: the noise depends on shape, so no
+        ValueError: a mode without an expected transition (ellipse, morph: the noise depends on shape, so no
             transition describes it), or an invalid argument.
     """
-    if mode not in CLASS_CONDITIONAL_MODES:
-        raise ValueError(f"expected a class-conditional mode {CLASS_CONDITIONAL_MODES}, got {mode!r}")
+    if mode not in EXPECTED_TRANSITION_MODES:
+        raise ValueError(f"expected a mode with a class transition {EXPECTED_TRANSITION_MODES}, got {mode!r}")
     if num_classes < 2:
         raise ValueError(f"expected num_classes >= 2, got {num_classes}")
     if not 0.0 <= fraction <= 1.0:
@@ -135,8 +148,12 @@ def noise_transition_matrix(
             raise ValueError("mode 'transition' needs a transition matrix, got None")
         matrix = check_transition(transition, num_classes)
     else:
-        rates = check_class_rates(rate, num_classes)
-        if mode == "symmetric":
+        rates = check_class_rates(default_rate(mode) if rate is None else rate, num_classes)
+        if mode == "omission":
+            rates[0] = 0.0  # background is never erased
+            matrix = np.diag(1.0 - rates)
+            matrix[:, 0] += rates
+        elif mode == "symmetric":
             matrix = np.outer(rates / (num_classes - 1), np.ones(num_classes))
             np.fill_diagonal(matrix, 1.0 - rates)
         else:
@@ -144,6 +161,11 @@ def noise_transition_matrix(
             matrix = np.diag(1.0 - rates)
             matrix[np.arange(num_classes), targets] += rates
     return (1.0 - fraction) * np.eye(num_classes) + fraction * matrix
+
+
+def default_rate(mode: str) -> float:
+    """The rate of ``mode`` when none is given: 0.3 for omission, 0.5 for the flip modes."""
+    return DEFAULT_RATES.get(mode, 0.5)
 
 
 def _check_class_map(class_map: Sequence[int] | None, num_classes: int) -> list[int]:
@@ -249,6 +271,41 @@ def morph_noise(
     return out
 
 
+def foreground_parts(label: np.ndarray, num_classes: int) -> list[tuple[int, np.ndarray]]:
+    """The connected parts of each foreground class (8-connected in 2D, 26 in 3D) as (class, boolean mask) pairs,
+    class by class (1..C-1), each class's parts in ``scipy.ndimage.label`` order (raster order of first pixel)."""
+    structure = ndimage.generate_binary_structure(label.ndim, label.ndim)
+    parts = []
+    for c in range(1, num_classes):
+        components, count = ndimage.label(label == c, structure)
+        parts += [(c, components == k) for k in range(1, count + 1)]
+    return parts
+
+
+def omission_noise(label: np.ndarray, erase: Sequence[bool], num_classes: int) -> np.ndarray:
+    """Erase to background (0) the foreground parts of :func:`foreground_parts` whose entry of ``erase`` is true.
+
+    A structure the annotator left out: the whole connected part of its class becomes background, every other pixel
+    (and ``ignore_index``, which is not a class) keeps its value.
+
+    Args:
+        label: H[WD] integer class map.
+        erase: one flag per part, in :func:`foreground_parts` order.
+        num_classes: C, including background.
+
+    Returns:
+        H[WD] noisy class map, same dtype.
+    """
+    parts = foreground_parts(label, num_classes)
+    if len(erase) != len(parts):
+        raise ValueError(f"expected one erase flag per foreground part ({len(parts)}), got {len(erase)}")
+    out = label.copy()
+    for (_, mask), flag in zip(parts, erase, strict=True):
+        if flag:
+            out[mask] = 0
+    return out
+
+
 def symmetric_noise(
     label: np.ndarray, flip: np.ndarray, offset: np.ndarray, num_classes: int, ignore_index: int | None = None
 ) -> np.ndarray:
@@ -308,12 +365,14 @@ class SimulateLabelNoise(RandomizableTransform):
     ``"symmetric"`` (each pixel of class c, background included, flipped with probability ``rate`` (or ``rate[c]``)
     to a uniformly chosen other class), ``"asymmetric"`` (flipped with probability ``rate`` (or ``rate[c]``) to
     ``class_map[c]``, default (c + 1) mod C), ``"transition"`` (a pixel of class i becomes class j with probability
-    ``transition[i, j]``, see :func:`transition_noise`). The last three are class-conditional; their expected
-    transition is :func:`noise_transition_matrix`. Each call corrupts the image with probability ``fraction`` (else
-    returns it unchanged). Pixels equal to ``ignore_index`` never change. Every random number is drawn from
-    ``self.R`` in :meth:`randomize` (symmetric, asymmetric, transition: one uniform per pixel, plus one offset per
-    pixel for symmetric), so ``set_random_state`` (and ``monai.utils.set_determinism`` through ``Compose``) make it
-    reproducible.
+    ``transition[i, j]``, see :func:`transition_noise`), ``"omission"`` (each connected part of a foreground class c
+    erased to background with probability ``rate`` (or ``rate[c]``), default 0.3: a structure the annotator left
+    out, see :func:`omission_noise`). Symmetric, asymmetric and transition are class-conditional; they and omission
+    have the expected transition :func:`noise_transition_matrix`. Each call corrupts the image with probability
+    ``fraction`` (else returns it unchanged; :attr:`corrupts` tells which). Pixels equal to ``ignore_index`` never
+    change. Every random number is drawn from ``self.R`` in :meth:`randomize` (symmetric, asymmetric, transition:
+    one uniform per pixel, plus one offset per pixel for symmetric; omission: one uniform per part), so
+    ``set_random_state`` (and ``monai.utils.set_determinism`` through ``Compose``) make it reproducible.
 
     Systematic confusion, e.g. "wrist (2) labelled shaft (1) in 60 % of its pixels, other classes clean", is
     ``SimulateLabelNoise("asymmetric", 4, rate=[0, 0, 0.6, 0], class_map=[0, 1, 1, 3])`` or equivalently
@@ -322,7 +381,8 @@ class SimulateLabelNoise(RandomizableTransform):
     Args:
         mode: one of ``NOISE_MODES``.
         num_classes: C, including background 0.
-        rate: per-pixel flip probability, one for all classes or C per-class rates (symmetric, asymmetric).
+        rate: per-pixel flip probability (symmetric, asymmetric) or per-part erase probability (omission), one for all
+            classes or C per-class rates; None: 0.3 for omission, 0.5 otherwise.
         radius: inclusive (min, max) morphology radius in pixels, or one int (morph).
         fraction: share of calls that corrupt the label (alpha in the literature).
         class_map: target class of each class for asymmetric noise, length C; a class mapped to itself never
@@ -344,7 +404,7 @@ class SimulateLabelNoise(RandomizableTransform):
         self,
         mode: str,
         num_classes: int,
-        rate: float | Sequence[float] = 0.5,
+        rate: float | Sequence[float] | None = None,
         radius: int | Sequence[int] = (2, 6),
         fraction: float = 1.0,
         class_map: Sequence[int] | None = None,
@@ -355,6 +415,7 @@ class SimulateLabelNoise(RandomizableTransform):
             raise ValueError(f"expected mode in {NOISE_MODES}, got {mode!r}")
         if num_classes < 2:
             raise ValueError(f"expected num_classes >= 2, got {num_classes}")
+        rate = default_rate(mode) if rate is None else rate
         class_rates = check_class_rates(rate, num_classes)
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"expected 0 <= fraction <= 1, got {fraction}")
@@ -378,6 +439,11 @@ class SimulateLabelNoise(RandomizableTransform):
         self._uniform: np.ndarray | None = None
         self._offset: np.ndarray | None = None
 
+    @property
+    def corrupts(self) -> bool:
+        """Whether the last :meth:`randomize` chose to corrupt the image (probability ``fraction``)."""
+        return bool(self._do_transform)
+
     def randomize(self, data: NdarrayOrTensor) -> None:
         """Draw whether to corrupt this image and the mode's parameters for a 1H[WD] label ``data``."""
         super().randomize(None)
@@ -393,6 +459,9 @@ class SimulateLabelNoise(RandomizableTransform):
             self._uniform = self.R.random_sample(shape)
             if self.mode == "symmetric":
                 self._offset = self.R.randint(1, self.num_classes, size=shape, dtype=np.int16)
+        elif self.mode == "omission":
+            label = convert_data_type(data, np.ndarray)[0][0]
+            self._uniform = self.R.random_sample(len(foreground_parts(label, self.num_classes)))
 
     def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
         """Return a noisy copy of ``img`` (1H[WD] class map), same type, dtype, shape and meta data."""
@@ -409,6 +478,13 @@ class SimulateLabelNoise(RandomizableTransform):
             noisy = ellipse_noise(label, self.num_classes, self.ignore_index)
         elif self.mode == "morph":
             noisy = morph_noise(label, self._operations, self.ignore_index)
+        elif self.mode == "omission":
+            parts = foreground_parts(label, self.num_classes)
+            if self._uniform is None or len(self._uniform) != len(parts):
+                drawn = None if self._uniform is None else len(self._uniform)
+                raise ValueError(f"noise drawn for {drawn} parts, the label has {len(parts)}; call randomize first")
+            erase = [u < self.class_rates[c] for (c, _), u in zip(parts, self._uniform, strict=True)]
+            noisy = omission_noise(label, erase, self.num_classes)
         else:
             if self._uniform is None or self._uniform.shape != label.shape:
                 drawn = None if self._uniform is None else self._uniform.shape
@@ -440,7 +516,7 @@ class SimulateLabelNoised(Randomizable, MapTransform):
         keys: KeysCollection,
         mode: str,
         num_classes: int,
-        rate: float | Sequence[float] = 0.5,
+        rate: float | Sequence[float] | None = None,
         radius: int | Sequence[int] = (2, 6),
         fraction: float = 1.0,
         class_map: Sequence[int] | None = None,

@@ -23,7 +23,7 @@ import numpy as np
 from monai.config import NdarrayOrTensor
 from monai.utils import convert_data_type
 
-__all__ = ["confusion_matrix", "empirical_transition", "noise_rates", "pair_counts"]
+__all__ = ["class_dice", "confusion_matrix", "empirical_transition", "noise_rates", "pair_counts"]
 
 
 def confusion_matrix(
@@ -56,6 +56,14 @@ def empirical_transition(confusion: np.ndarray | list[list[int]]) -> np.ndarray:
         raise ValueError(f"expected a C x C table of non-negative counts, got shape {counts.shape}")
     totals = counts.sum(axis=1, keepdims=True)
     return np.where(totals > 0, counts / np.maximum(totals, 1.0), np.eye(counts.shape[0]))
+
+
+def class_dice(confusion: np.ndarray | list[list[int]]) -> list[float | None]:
+    """Per class ``c``, the Dice of the noisy against the clean map, ``2 n_cc / (n_c. + n_.c)`` from the C x C
+    counts (rows clean, columns noisy); None for a class absent from both maps."""
+    counts = np.asarray(confusion, dtype=np.float64)
+    sizes = counts.sum(axis=1) + counts.sum(axis=0)
+    return [None if s == 0 else float(2 * counts[c, c] / s) for c, s in enumerate(sizes)]
 
 
 def pair_counts(confusion: np.ndarray) -> tuple[int, int, int, int]:
@@ -104,7 +112,8 @@ def noise_rates(
     Returns:
         ``pixel``, ``affinity`` (rates in [0, 1]); ``affinity_same_to_diff`` (share of clean same-class pairs that
         became different, T_A[1, 0] in the paper's notation) and ``affinity_diff_to_same`` (T_A[0, 1]);
-        ``per_class`` (pixel rate of each clean class, None if absent); ``confusion`` (C x C counts, rows clean,
+        ``per_class`` (pixel rate of each clean class, None if absent); ``dice`` (Dice of the noisy against the clean
+        map of each class, :func:`class_dice`); ``confusion`` (C x C counts, rows clean,
         columns noisy); ``num_pixels``, ``pixels_changed``, ``num_pairs``, ``pairs_changed`` (counted or sampled),
         ``exact``.
 
@@ -138,6 +147,7 @@ def noise_rates(
         "affinity_same_to_diff": same_to_diff / same_clean if same_clean else 0.0,
         "affinity_diff_to_same": diff_to_same / diff_clean if diff_clean else 0.0,
         "per_class": per_class,
+        "dice": class_dice(confusion),
         "confusion": confusion.tolist(),
         "num_pixels": int(n),
         "pixels_changed": pixels_changed,

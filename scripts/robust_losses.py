@@ -217,6 +217,8 @@ def make_loss(
     - ``dice_ce``: MONAI's ``DiceCELoss(softmax=True, to_onehot_y=True)`` on the logits.
     - ``gce``: :class:`GCELoss` with ``q = gce_q``.
     - ``tloss``: :class:`TLoss` (its ν is a parameter: give it to an optimiser).
+    - ``adele``: cross-entropy, the loss that ADELE's label correction wraps (the config wraps it in
+      :class:`scripts.early_learning.EarlyLearningCorrection`).
 
     Raises:
         ValueError: an unknown ``loss_type``, or ``jcas`` without the JCAS loss.
@@ -227,7 +229,7 @@ def make_loss(
         if jcas is None:
             raise ValueError("loss_type 'jcas' needs the JCAS loss (jcas=CALCLoss(...))")
         return jcas
-    if loss_type == "ce":
+    if loss_type in ("ce", "adele"):
         ce = torch.nn.CrossEntropyLoss(ignore_index=-100 if ignore_index is None else ignore_index)
         return LogitsLoss(ce, squeeze_target=True)
     if loss_type == "dice_ce":

@@ -8,7 +8,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Learnable noise transition matrices and the class-to-affinity transition (sections 3 of JCAS_METHOD.md)."""
+"""Learnable noise transition matrices and the class-to-affinity transition (``docs/method.md``, "CALC")."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ __all__ = [
     "NoiseTransition",
     "affinity_transition_from_class",
     "anchor_transition",
+    "format_matrix",
     "read_transition",
     "soft_confusion",
     "transition_error",
@@ -198,6 +199,18 @@ def transition_error(estimate: torch.Tensor, reference: torch.Tensor) -> float:
     """Mean row L1 distance ``mean_i Σ_j |T̂[i, j] - T[i, j]|`` between two (C, C) transitions (0 to 2)."""
     reference = torch.as_tensor(reference, dtype=torch.float64)
     return float((estimate.detach().double().cpu() - reference).abs().sum(dim=1).mean())
+
+
+def format_matrix(matrix: torch.Tensor | Sequence[Sequence[float]], rows: bool = False) -> str:
+    """A (K, K) matrix with 3 decimals: on one line, rows separated by ``;`` (``rows``: one row per line).
+
+    Example:
+        >>> format_matrix([[0.9, 0.1], [0.25, 0.75]])
+        '[0.900, 0.100; 0.250, 0.750]'
+    """
+    values = matrix.tolist() if isinstance(matrix, torch.Tensor) else [list(row) for row in matrix]
+    cells = [", ".join(f"{v:.3f}" for v in row) for row in values]
+    return "\n".join(cells) if rows else "[" + "; ".join(cells) + "]"
 
 
 def read_transition(value: str | Sequence[Sequence[float]] | None) -> torch.Tensor | None:

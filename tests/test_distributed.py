@@ -49,14 +49,3 @@ def test_multi_gpu_configs_end_with_shutdown(name):
     finalize = json.loads((CONFIGS / name).read_text())["finalize"]
     assert finalize[-1] == "$@scripts.distributed.shutdown()"
     assert not any("dist." in step for step in finalize)
-
-
-def test_shutdown_benchmark_runs_both_settings(tmp_path):
-    """One two-process DistributedDataParallel run per setting (``scripts/benchmark_shutdown.py``): the table names
-    both, and the run that ends through :func:`shutdown` exits cleanly."""
-    from scripts.benchmark_shutdown import main
-
-    main(["--runs", "1", "--out", str(tmp_path)])
-    rows = (tmp_path / "shutdown.md").read_text().splitlines()[-2:]
-    assert rows[0].startswith("| barrier, destroy (settle_s 0) | 1 | ")
-    assert rows[1] == "| shutdown() (settle_s 0.5) | 1 | 0 | 0 |"

@@ -39,8 +39,9 @@ TRANSITION = [[0.8, 0.1, 0.05, 0.05], [0.1, 0.7, 0.2, 0.0], [0.0, 0.6, 0.4, 0.0]
 
 
 def extra(mode: str) -> dict[str, Any]:
-    """The arguments a mode needs beyond the defaults: the transition matrix of mode "transition"."""
-    return {"transition": TRANSITION} if mode == "transition" else {}
+    """The arguments a mode needs beyond the defaults: the transition matrix of mode "transition"; for omission a rate
+    that erases most of the few parts of a test scene, so that every mode changes it."""
+    return {"transition": TRANSITION} if mode == "transition" else {"rate": 0.9} if mode == "omission" else {}
 
 
 def uniform_classes(shape: tuple[int, ...], num_classes: int = 4, seed: int = 0) -> np.ndarray:
@@ -228,8 +229,8 @@ def test_noise_transition_matrix_identifiability_of_the_standard_settings() -> N
 @pytest.mark.parametrize(
     "args, kwargs, match",
     [
-        (("ellipse", 4, 0.5), {}, "class-conditional"),
-        (("morph", 4, 0.5), {}, "class-conditional"),
+        (("ellipse", 4, 0.5), {}, "with a class transition"),
+        (("morph", 4, 0.5), {}, "with a class transition"),
         (("transition", 4), {}, "needs a transition matrix"),
         (("transition", 4), {"transition": np.eye(3)}, r"4 x 4 transition"),
         (("symmetric", 4, [0.5, 0.5]), {}, "4 per-class rates"),

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scripts.benchmark_transition import DEMO_PRIOR, learn_transition, noise_matrix, synthetic_posteriors
+from benchmarks.transition import DEMO_PRIOR, learn_transition, noise_matrix, synthetic_posteriors
 from scripts.transition import (
     NoiseTransition,
     affinity_transition_from_class,
@@ -168,7 +168,7 @@ def test_anchor_transition_bad_arguments():
 @pytest.mark.parametrize("prior", [(0.25, 0.25, 0.25, 0.25), DEMO_PRIOR])
 def test_default_settings_recover_a_known_transition(mode, prior):
     """train.json's transition_init, transition_lr (Adam) and lambda_volume learn a known T_C with the network
-    fixed at calibrated clean posteriors (the controlled experiment of scripts.benchmark_transition, smaller)."""
+    fixed at calibrated clean posteriors (the controlled experiment of benchmarks.transition, smaller)."""
     config = json.loads((BUNDLE_ROOT / "configs" / "train.json").read_text())
     t_true = noise_matrix(mode)
     logits, noisy = synthetic_posteriors(torch.tensor(prior), t_true, pixels=4096)

@@ -13,7 +13,7 @@
 
 Usage::
 
-    python -m scripts.benchmark_shutdown --runs 100     # 30 to 55 s per pair of runs on 2 CPUs
+    python -m benchmarks.shutdown --runs 100     # 30 to 55 s per pair of runs on 2 CPUs
 
 Each run is ``torchrun --standalone --nproc_per_node=2`` of this module's ``--worker``: one DistributedDataParallel
 step, an ``all_gather`` that rank 1 follows straight away with the finalize barrier while rank 0 is still busy (as
@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from .distributed import SETTLE_S, shutdown
+from scripts.distributed import SETTLE_S, shutdown
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def launch(settle_s: float, timeout_s: float = 120.0) -> str:
     """One two-process run: "ok" when both ranks exit 0, "hung" when it outlives ``timeout_s`` (killed), else
     "aborted"."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    cmd += ["-m", "scripts.benchmark_shutdown", "--worker", "--settle_s", str(settle_s)]
+    cmd += ["-m", "benchmarks.shutdown", "--worker", "--settle_s", str(settle_s)]
     run = subprocess.Popen(
         cmd, cwd=BUNDLE_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         "# Two-process gloo runs that abort or hang at exit",
         "",
-        f"`python -m scripts.benchmark_shutdown --runs {args.runs}`: {args.runs} runs of each setting, alternating, "
+        f"`python -m benchmarks.shutdown --runs {args.runs}`: {args.runs} runs of each setting, alternating, "
         f"{(time.perf_counter() - start) / 60:.1f} min.",
         "",
         "| finalize | runs | aborted at exit | hung at exit (killed after 120 s) |",

@@ -13,8 +13,8 @@ sliding-window inference with and without DAR.
 
 Usage::
 
-    python -m scripts.benchmark_core [--out docs/benchmarks/core.md] [--repeats 5] [--device cpu]
-    python -m scripts.benchmark_core --skip-dar --skip-2d --repeats 3 --out docs/benchmarks/core_3d.md
+    python -m benchmarks.core [--out docs/benchmarks/core.md] [--repeats 5] [--device cpu]
+    python -m benchmarks.core --skip-dar --skip-2d --repeats 3 --out docs/benchmarks/core_3d.md
 
 Prints Markdown tables (DAR, a 2D and a 3D training step, 3D sliding-window inference per volume) and writes them to
 ``--out``. Every case is timed in the same run, interleaved with its baseline, and reported as a median with its ratio
@@ -41,9 +41,9 @@ from monai.inferers import SlidingWindowInferer
 from monai.inferers.utils import _get_scan_interval  # the interval SlidingWindowInferer itself uses
 from monai.networks.nets import UNet
 
-from .dar import dar_rectify, dar_rectify_naive
-from .losses import CALCLoss
-from .network import JCASNet
+from scripts.dar import dar_rectify, dar_rectify_naive
+from scripts.losses import CALCLoss
+from scripts.network import JCASNet
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 DAR_GRIDS = [(32, 32), (64, 64), (128, 128), (16, 16, 16), (32, 32, 32)]
@@ -114,7 +114,7 @@ def dar_peak_memory(grid: tuple[int, ...], naive: bool, device: torch.device, ba
         return peak_memory(_dar_case(grid, naive, device, batch, classes, channels), device)
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     case = ["--memory-case", ",".join(map(str, grid)), str(int(naive)), str(batch), str(classes), str(channels)]
-    cmd = [sys.executable, "-m", "scripts.benchmark_core", *case]
+    cmd = [sys.executable, "-m", "benchmarks.core", *case]
     done = subprocess.run(cmd, env=env, cwd=BUNDLE_ROOT, capture_output=True, text=True, check=True)
     return float(done.stdout.split()[-1])
 
@@ -243,7 +243,7 @@ def step_3d_peak_memory(case: str, device: torch.device, patch: int, batch: int,
         step()
         return peak_memory(step, device)
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    cmd = [sys.executable, "-m", "scripts.benchmark_core", "--memory-step3d", case, str(patch), str(batch)]
+    cmd = [sys.executable, "-m", "benchmarks.core", "--memory-step3d", case, str(patch), str(batch)]
     cmd += ["--channels", *map(str, channels)]
     done = subprocess.run(cmd, env=env, cwd=BUNDLE_ROOT, capture_output=True, text=True, check=True)
     return float(done.stdout.split()[-1])
@@ -386,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     lines = [
         "# JCAS core benchmark",
         "",
-        f"`{' '.join(['python -m scripts.benchmark_core', *argv])}` on {where}, torch {torch.__version__}.",
+        f"`{' '.join(['python -m benchmarks.core', *argv])}` on {where}, torch {torch.__version__}.",
         "Times are medians of interleaved repeats; peak memory is the extra memory of one forward+backward.",
         "",
     ]

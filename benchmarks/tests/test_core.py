@@ -8,7 +8,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Smoke tests of scripts/benchmark_core.py's sliding-window inference table, at tiny sizes."""
+"""Smoke tests of benchmarks/core.py's sliding-window inference table, at tiny sizes."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from scripts import benchmark_core
-from scripts.benchmark_core import SW_CASES, jcas_loss, main, train_3d_window, window_count
+from benchmarks import core as benchmark_core
+from benchmarks.core import SW_CASES, jcas_loss, main, train_3d_window, window_count
 from tests.test_bundle import CONFIGS
 
 TINY = {"channels": (4, 8), "roi": (16, 16, 8), "overlap": 0.5, "sw_batch_size": 2}
@@ -87,7 +87,7 @@ def test_command_line_writes_the_sliding_window_table(tmp_path: Path) -> None:
     argv = ["--skip-dar", "--skip-2d", "--patch3d", "0", "--channels", "4", "8", "--repeats", "1"]
     main([*argv, "--sw-sizes", "20x20x12", "--sw-roi", "16", "16", "8", "--out", str(out)])
     text = out.read_text()
-    assert "python -m scripts.benchmark_core --skip-dar" in text
+    assert "python -m benchmarks.core --skip-dar" in text
     assert "## Sliding-window inference per volume, 16×16×8 windows, overlap 0.5, 3 classes" in text
     assert "| 20×20×12 | 8 |" in text
 

@@ -12,7 +12,7 @@
 
 Usage::
 
-    python -m scripts.benchmark_transition [--out docs/benchmarks/transition.md] [--steps 600] [--pixels 16384]
+    python -m benchmarks.transition [--out docs/benchmarks/transition.md] [--steps 600] [--pixels 16384]
 
 Fixed, calibrated clean posteriors ``p(y | x)`` on ``--pixels`` pixels (confident logits around each pixel's class,
 the clean label drawn from ``p``), noisy labels drawn from a known ``T``; only ``T_C`` is optimised, with the
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import torch
 
-from .losses import forward_corrected_nll, transition_log_volume
-from .transition import NoiseTransition, anchor_transition, transition_error
+from scripts.losses import forward_corrected_nll, transition_log_volume
+from scripts.transition import NoiseTransition, anchor_transition, transition_error
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 DEMO_PRIOR = (0.84, 0.10, 0.03, 0.03)  # background, shaft, wrist, clasper pixel shares of the demo data
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     "learned_diagonal": torch.diagonal(learned).tolist(),
                 }
             )
-    command = " ".join(["python -m scripts.benchmark_transition", *(argv if argv is not None else sys.argv[1:])])
+    command = " ".join(["python -m benchmarks.transition", *(argv if argv is not None else sys.argv[1:])])
     lines = [
         "# Transition recovery (controlled experiment)",
         "",

@@ -1,0 +1,136 @@
+# Copyright (c) 2026 JCAS bundle contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Running the bundle the way a user does (``python -m monai.bundle run`` with overrides, in a subprocess) and
+reading back what it wrote: the learning curve, the per-image evaluation CSV, the learned transitions."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BUNDLE_ROOT",
+    "best_validation",
+    "bundle_run",
+    "cli_value",
+    "code_identity",
+    "read_per_image",
+]
+
+BUNDLE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli_value(value: Any) -> str:
+    """A value as python-fire (MONAI's command line) reads it back: Python literals, so ``False``, not ``false``."""
+    if isinstance(value, (str, Path)):
+        return str(value)
+    return repr(list(value) if isinstance(value, tuple) else value)
+
+
+def bundle_run(configs: list[str], overrides: dict[str, Any], log: Path, threads: int | None = None) -> None:
+    """``python -m monai.bundle run`` on the bundle's ``configs`` (names in ``configs/``) with ``overrides``.
+
+    Args:
+        configs: config file names, later ones overriding earlier ones.
+        overrides: top-level keys and values.
+        log: the run's output goes there.
+        threads: OMP/MKL threads of the run (None: inherited).
+
+    Raises:
+        RuntimeError: the run failed, naming the log and the command.
+    """
+    files = [str(BUNDLE_ROOT / "configs" / name) for name in configs]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        json.dumps(files) if len(files) > 1 else files[0],
+    ]
+    cmd += ["--logging_file", str(BUNDLE_ROOT / "configs" / "logging.conf"), "--bundle_root", str(BUNDLE_ROOT)]
+    for key, value in overrides.items():
+        cmd += [f"--{key}", cli_value(value)]
+    env = dict(os.environ)
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        done = subprocess.run(cmd, cwd=BUNDLE_ROOT, stdout=f, stderr=subprocess.STDOUT, env=env, check=False)
+    if done.returncode:
+        raise RuntimeError(f"bundle run failed (exit {done.returncode}), see {log}: {' '.join(cmd)}")
+
+
+def best_validation(output_dir: Path, metric: str = "val_mean_dice") -> tuple[float, int]:
+    """The best validation metric of a training run and its epoch, from ``learning_curve.json`` (the first epoch
+    among equals, as MONAI's key-metric checkpoint keeps the first)."""
+    history = json.loads((output_dir / "learning_curve.json").read_text())
+    scored = [(r[metric], r["epoch"]) for r in history if metric in r]
+    if not scored:
+        raise RuntimeError(f"{output_dir / 'learning_curve.json'}: no '{metric}' recorded")
+    best = max(value for value, _ in scored)
+    return float(best), min(epoch for value, epoch in scored if value == best)
+
+
+def read_per_image(eval_dir: Path, metric: str = "val_mean_dice") -> dict[str, Any]:
+    """The per-image, per-class scores of an evaluation run (``<metric>_raw.csv``): ``files`` (the image names),
+    ``classes`` (the foreground class names) and ``dice``, one row per image (None where the class is absent from
+    the image's ground truth), rounded to 6 decimals."""
+    with open(eval_dir / f"{metric}_raw.csv") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise RuntimeError(f"{eval_dir / (metric + '_raw.csv')}: no image")
+    classes = [c for c in rows[0] if c not in ("filename", "mean")]
+
+    def value(text: str) -> float | None:
+        number = float(text)
+        return None if math.isnan(number) else round(number, 6)
+
+    return {
+        "files": [Path(r["filename"]).name for r in rows],
+        "classes": classes,
+        "dice": [[value(r[c]) for c in classes] for r in rows],
+    }
+
+
+def _executed_text(path: Path) -> str:
+    """What ``path`` executes: a JSON file's parsed value, a Python file's syntax tree without docstrings."""
+    if path.suffix == ".json":
+        return json.dumps(json.loads(path.read_text()), sort_keys=True)
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        documented = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+        if isinstance(node, documented) and ast.get_docstring(node, clean=False) is not None:
+            node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def code_identity(root: Path = BUNDLE_ROOT) -> dict[str, Any]:
+    """The code a run executes: the git commit (and whether the tree had uncommitted changes) and a SHA-256 of the
+    configs and the bundle's scripts as :func:`_executed_text` (docstrings, comments and layout do not count)."""
+    digest = hashlib.sha256()
+    for path in sorted((root / "configs").glob("*.json")) + sorted((root / "scripts").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + _executed_text(path).encode())
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    dirty = bool(git("status", "--porcelain", "--", "configs", "scripts"))
+    return {"commit": git("rev-parse", "HEAD"), "dirty": dirty, "digest": digest.hexdigest()[:16]}
