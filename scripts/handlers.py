@@ -90,9 +90,9 @@ class TransitionOptimizerHandler:
     The transitions are a handful of global parameters with tiny per-parameter gradients; under the network's
     optimiser and poly decay they barely move (measured: ``W`` moves 0.07-0.38 where it needs 3-5). This handler
     gives them an optimiser of their own (Adam by default in ``train.json``, at a constant ``transition_lr``): after
-    each backward pass of the correction stage it unscales their gradients when the trainer uses AMP (a step with a
-    non-finite gradient is skipped, as ``GradScaler`` does), steps and clears them. Add its optimiser to the
-    checkpoint's ``save_dict`` so a resumed run continues with its state.
+    each backward pass of the correction stage it steps them (through the trainer's ``GradScaler`` under AMP, which
+    unscales the gradients and skips a step with a non-finite one; the trainer's own ``scaler.update()`` follows) and
+    clears them. Add its optimiser to the checkpoint's ``save_dict`` so a resumed run continues with its state.
 
     Args:
         loss: the CALC loss of the trainer.
@@ -114,10 +114,8 @@ class TransitionOptimizerHandler:
         if self.loss.correction and params:
             scaler = getattr(engine, "scaler", None)
             if getattr(engine, "amp", False) and scaler is not None:
-                inv_scale = 1.0 / scaler.get_scale()
-                for p in params:
-                    p.grad.mul_(inv_scale)
-            if all(torch.isfinite(p.grad).all() for p in params):
+                scaler.step(self.optimizer)  # unscales, and skips a step with a non-finite gradient
+            else:
                 self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
@@ -287,9 +285,6 @@ class CALCStatsHandler(TensorBoardHandler):
             fig = transition_figure(self.loss.t_class().cpu(), "T_C (learned class transition)", self.class_names)
         os.makedirs(os.path.dirname(os.path.abspath(self.figure_file)), exist_ok=True)
         fig.savefig(self.figure_file, dpi=100)
-        from matplotlib import pyplot as plt  # transition_figure has set the Agg backend
-
-        plt.close(fig)
 
     def reset(self, engine: Engine) -> None:
         self._sums.clear()
@@ -332,15 +327,15 @@ class CALCStatsHandler(TensorBoardHandler):
 
 
 def transition_figure(matrix: torch.Tensor, title: str, names: list[str] | None = None):
-    """A matplotlib heat map of a (K, K) transition matrix with its values written in the cells."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    """A matplotlib ``Figure`` (no pyplot state) of a (K, K) transition matrix with its values in the cells."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     size = matrix.shape[0]
     names = names or [str(i) for i in range(size)]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * size, 1.0 + 0.8 * size))
+    fig = Figure(figsize=(1.2 + 0.8 * size, 1.0 + 0.8 * size))
+    FigureCanvasAgg(fig)  # TensorBoard's add_figure draws through the canvas
+    ax = fig.add_subplot()
     ax.imshow(matrix.numpy(), vmin=0, vmax=1, cmap="viridis")
     for i in range(size):
         for j in range(size):

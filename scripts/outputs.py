@@ -25,6 +25,7 @@ from monai.config import DtypeLike, KeysCollection, NdarrayOrTensor
 from monai.data import MetaTensor, PILWriter
 from monai.transforms import MapTransform
 from monai.utils import convert_to_numpy
+from monai.visualize import blend_images
 
 __all__ = ["Overlayd", "PaletteWriter", "colorize", "display_image", "label_palette", "overlay", "middle_slice"]
 
@@ -74,8 +75,19 @@ def display_image(image: NdarrayOrTensor) -> np.ndarray:
     return np.moveaxis((rgb - low) / max(high - low, 1e-8), 0, -1)
 
 
+def _palette_colormap() -> str:
+    """The name of :func:`label_palette` as a matplotlib colormap (registered once), for ``blend_images``."""
+    import matplotlib
+    from matplotlib.colors import ListedColormap
+
+    name = "jcas_label_palette"
+    if name not in matplotlib.colormaps:
+        matplotlib.colormaps.register(ListedColormap(label_palette() / 255.0, name=name))
+    return name
+
+
 def overlay(image: NdarrayOrTensor, label: NdarrayOrTensor, alpha: float = 0.5) -> np.ndarray:
-    """The image blended with the coloured label, background (class 0) left untinted.
+    """The image blended with the coloured label (MONAI's ``blend_images``), background (class 0) left untinted.
 
     Args:
         image: CHW image, any range (see :func:`display_image`).
@@ -89,11 +101,14 @@ def overlay(image: NdarrayOrTensor, label: NdarrayOrTensor, alpha: float = 0.5) 
         raise ValueError(f"expected alpha in [0, 1], got {alpha}")
     label = convert_to_numpy(label)
     label = label[0] if label.ndim == 3 else label
-    rgb = display_image(image) * 255.0
-    if rgb.shape[:2] != label.shape:
-        raise ValueError(f"image {rgb.shape[:2]} and label {label.shape} must have the same spatial size")
-    tint = (label > 0)[..., None] * alpha
-    return np.rint((1 - tint) * rgb + tint * colorize(label)).astype(np.uint8)
+    rgb = np.moveaxis(display_image(image), -1, 0)
+    if rgb.shape[1:] != label.shape:
+        raise ValueError(f"image {rgb.shape[1:]} and label {label.shape} must have the same spatial size")
+    if label.size and (label.min() < 0 or label.max() > 255):
+        raise ValueError(f"expected class indices in 0..255 to colour, got {label.min()}..{label.max()}")
+    # index c of the 256-colour palette sits at c / 255 of the colormap
+    blended = blend_images(rgb, label[None] / 255.0, alpha, cmap=_palette_colormap(), rescale_arrays=False)
+    return np.rint(np.moveaxis(np.asarray(blended), 0, -1) * 255.0).astype(np.uint8)
 
 
 class PaletteWriter(PILWriter):

@@ -28,7 +28,7 @@ from monai.bundle import ConfigWorkflow
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from scripts.benchmark_noise import cli_value
+from benchmarks.bundle_runs import cli_value
 from scripts.demo_data import make_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

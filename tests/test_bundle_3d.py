@@ -9,8 +9,9 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """The CT/MRI overlays on tiny CT-like scans with different spacings and orientations (NIfTI and a DICOM series):
-``configs/train_3d.json`` (spacing, intensity window, patches, sliding window), ``evaluate.json`` layered on it,
-and ``configs/inference_3d.json`` writing each prediction in its input's own geometry."""
+``configs/common_3d.json`` (spacing, intensity window, patches, sliding window) with ``configs/train_3d.json``,
+``evaluate.json`` layered on them, and ``inference.json`` with ``common_3d.json`` writing each prediction in its
+input's own geometry."""
 
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ def test_train_and_evaluate_through_the_3d_overlay(scans):
         "warmup_epochs": 1,
         "transition_estimate": "trusted",  # the warm-up network predicts the validation volume by sliding window
     }
-    wf = workflow(["train.json", "train_3d.json"], "train", **override)
+    wf = workflow(["train.json", "common_3d.json", "train_3d.json"], "train", **override)
     assert wf.parser.get_parsed_content("loss_def").affinity_pairs == 256
     batches = []
     wf.parser.get_parsed_content("train#trainer").add_event_handler(
@@ -137,7 +138,7 @@ def test_train_and_evaluate_through_the_3d_overlay(scans):
     last = torch.load(root / "models" / "checkpoint_epoch=2.pt", map_location="cpu", weights_only=False)
     assert bool(last["loss"]["_correction"]) and last["transition_optimizer"]["state"][0]["step"] > 0
 
-    wf = workflow(["train.json", "train_3d.json", "evaluate.json"], "eval", **override)
+    wf = workflow(["train.json", "common_3d.json", "train_3d.json", "evaluate.json"], "eval", **override)
     assert isinstance(wf.parser.get_parsed_content("validate#inferer"), SlidingWindowInferer)
     shapes = []
     wf.parser.get_parsed_content("validate#evaluator").add_event_handler(
@@ -170,7 +171,7 @@ def test_inference_writes_predictions_in_the_input_geometry(scans, tmp_path):
     shutil.copytree(scans["data"] / "series", inputs / "series")
     override = {key: OVERRIDE_3D[key] for key in ("num_classes", "pixdim", "patch_size", "sw_batch_size")}
     override.update(input_dir=str(inputs), input_pattern="*", output_dir=str(tmp_path / "out"), handlers=[])
-    wf = workflow(["inference.json", "inference_3d.json"], "infer", **override, network=ThresholdNet())
+    wf = workflow(["inference.json", "common_3d.json"], "infer", **override, network=ThresholdNet())
     assert wf.check_properties() in (None, [])  # MONAI's InferProperties
     run(wf)
     predictions = tmp_path / "out" / "predictions"
@@ -190,9 +191,9 @@ def test_inference_writes_predictions_in_the_input_geometry(scans, tmp_path):
 
 
 def preprocessing(**keys: Any) -> ConfigParser:
-    """train.json with train_3d.json and ``keys`` on top, unparsed."""
+    """train.json with the 3D overlays and ``keys`` on top, unparsed."""
     parser = ConfigParser()
-    parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "train_3d.json")])
+    parser.read_config([str(CONFIGS / name) for name in ("train.json", "common_3d.json", "train_3d.json")])
     parser.update({"bundle_root": str(ROOT), **keys})
     return parser
 
@@ -216,14 +217,3 @@ def test_unknown_intensity_is_refused_naming_the_key():
         preprocessing(intensity="pet").get_parsed_content("inference_transforms")
     reported = reported_error(error.value)  # what the bundle's exit hook prints as the last line
     assert isinstance(reported, ConfigError) and str(reported) == "intensity: expected one of 'ct', 'mri', got 'pet'"
-
-
-def test_3d_overlays_share_their_values():
-    """``inference_3d.json`` repeats the geometry and intensity keys of ``train_3d.json``; they must be equal, or a
-    model would see other voxels at inference than in training."""
-    train = json.loads((CONFIGS / "train_3d.json").read_text())
-    infer = json.loads((CONFIGS / "inference_3d.json").read_text())
-    shared = set(train) & set(infer)
-    assert {"pixdim", "intensity", "a_min", "a_max", "patch_size", "inference_transforms"} <= shared
-    assert {key: infer[key] for key in shared} == {key: train[key] for key in shared}
-    assert infer["inferer"] == train["validate#inferer"]

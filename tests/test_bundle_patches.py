@@ -10,12 +10,11 @@
 # limitations under the License.
 """The 2D patch overlays on images larger than the patch: ``configs/train_patches.json`` trains on random patches
 at full resolution and validates by sliding window, ``evaluate.json`` layered on it scores each test image in its
-own size, and ``configs/inference_patches.json`` writes predictions of the input's size."""
+own size, and ``inference.json`` with ``configs/common_patches.json`` writes predictions of the input's size."""
 
 from __future__ import annotations
 
 import csv
-import json
 
 import numpy as np
 import pytest
@@ -24,7 +23,7 @@ from ignite.engine import Events
 from monai.inferers import SlidingWindowInferer
 from PIL import Image
 
-from tests.test_bundle import CONFIGS, TINY_NET, run, tiny_demo, workflow
+from tests.test_bundle import TINY_NET, run, tiny_demo, workflow
 
 PATCHES = {"patch_size": [32, 32], "num_samples": 2, "sw_batch_size": 2}  # 80 x 64 demo frames: 6 windows each
 
@@ -36,7 +35,7 @@ def trained(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("patches")
     override = {key: value for key, value in tiny_demo(root).items() if key != "image_size"}  # image_size: the patch
     override.update(PATCHES)
-    wf = workflow(["train.json", "train_patches.json"], "train", **override)
+    wf = workflow(["train.json", "common_patches.json", "train_patches.json"], "train", **override)
     batches = []
     wf.parser.get_parsed_content("train#trainer").add_event_handler(
         Events.ITERATION_COMPLETED, lambda engine: batches.append(tuple(engine.state.batch["image"].shape))
@@ -54,7 +53,9 @@ def test_training_on_patches(trained):
 
 
 def test_evaluation_by_sliding_window_in_each_image_size(trained):
-    wf = workflow(["train.json", "train_patches.json", "evaluate.json"], "eval", **trained["override"])
+    wf = workflow(
+        ["train.json", "common_patches.json", "train_patches.json", "evaluate.json"], "eval", **trained["override"]
+    )
     inferer = wf.parser.get_parsed_content("validate#inferer")
     assert isinstance(inferer, SlidingWindowInferer) and tuple(inferer.roi_size) == (32, 32)
     shapes = []
@@ -73,7 +74,7 @@ def test_inference_writes_predictions_of_the_input_size(trained, tmp_path):
     images = trained["root"] / "data" / "images"
     override = {key: trained["override"][key] for key in (*TINY_NET, "ckpt_dir", "patch_size", "sw_batch_size")}
     override.update(input_dir=str(images), input_pattern="test_*.png", output_dir=str(tmp_path))
-    wf = workflow(["inference.json", "inference_patches.json"], "infer", **override)
+    wf = workflow(["inference.json", "common_patches.json"], "infer", **override)
     assert wf.check_properties() in (None, [])  # MONAI's InferProperties
     assert isinstance(wf.parser.get_parsed_content("inferer"), SlidingWindowInferer)
     run(wf)
@@ -83,13 +84,3 @@ def test_inference_writes_predictions_of_the_input_size(trained, tmp_path):
         pred = np.asarray(Image.open(pred_path))
         image = np.asarray(Image.open(images / pred_path.name.replace("_seg", "")))
         assert pred.shape == image.shape[:2] and pred.max() < 4
-
-
-def test_patch_overlays_share_their_values():
-    """``inference_patches.json`` repeats ``train_patches.json``'s patch, window and intensity keys."""
-    train = json.loads((CONFIGS / "train_patches.json").read_text())
-    infer = json.loads((CONFIGS / "inference_patches.json").read_text())
-    shared = set(train) & set(infer)
-    assert {"patch_size", "image_size", "sw_batch_size", "sw_overlap", "inference_transforms"} <= shared
-    assert {key: infer[key] for key in shared} == {key: train[key] for key in shared}
-    assert infer["inferer"] == train["validate#inferer"]

@@ -24,7 +24,6 @@ import pytest
 from monai.bundle import ConfigWorkflow
 from PIL import Image
 
-from scripts.benchmark_noise import METHODS, parse_args, run_plan
 from scripts.config_check import (
     MAX_EXACT_AFFINITY_PAIRS,
     ConfigError,
@@ -77,8 +76,11 @@ def test_shipped_values_pass(tmp_path):
 
 
 def test_3d_overlay_values_pass(tmp_path):
-    """train_3d.json's values (the network's input is the 96^3 patch) pass; its 32^3 grid needs sampled pairs."""
-    overlay = json.loads((CONFIGS / "train_3d.json").read_text())
+    """The 3D overlays' values (the network's input is the 96^3 patch) pass; its 32^3 grid needs sampled pairs."""
+    overlay = {
+        **json.loads((CONFIGS / "common_3d.json").read_text()),
+        **json.loads((CONFIGS / "train_3d.json").read_text()),
+    }
     shipped_3d = values(tmp_path, **{key: overlay[key] for key in CHECKED if key in overlay and key != "image_size"})
     shipped_3d["image_size"] = overlay["patch_size"]
     assert overlay["image_size"] == "@patch_size" and config_problems(**shipped_3d) == []
@@ -184,17 +186,6 @@ def test_no_correction_is_logged(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="scripts.config_check"):
         check_config(**values(tmp_path, warmup_epochs=40, max_epochs=40))
     assert "training without noise correction" in caplog.text
-
-
-@pytest.mark.parametrize("method", list(METHODS))
-def test_benchmark_methods_pass(tmp_path, method):
-    """scripts/benchmark_noise.py's methods, no-correction ones (warmup_epochs = max_epochs) included, pass."""
-    args = parse_args(["--quick"])
-    datalist = tmp_path / "data" / "noisy" / "datalist.json"
-    run_dir, overrides = run_plan(args, method, "confusion", 0, datalist, tmp_path)
-    merged = {**SHIPPED, **{k: v for k, v in overrides.items() if k in SHIPPED}}
-    outputs = {"output_dir": overrides["output_dir"], "ckpt_dir": overrides["ckpt_dir"]}
-    check_config(**merged, outputs=outputs, inputs={"dataset_dir": overrides["dataset_dir"]})
 
 
 @pytest.mark.parametrize(

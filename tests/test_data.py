@@ -190,7 +190,12 @@ def test_ignore_index_allowed(tmp_path: Path) -> None:
     label[0, :5] = 255
     Image.fromarray(label).save(tmp_path / "label.png")
     data = {"image": str(tmp_path / "label.png"), "label": str(tmp_path / "label.png")}
-    pipeline(("image", "label"), num_classes=4, ignore_index=255)(data)
+    out = pipeline(("image", "label"), num_classes=4, ignore_index=255)(data)
+    assert int((out["label"] == 255).sum()) == 5  # the ignored pixels pass through unchanged
+    with pytest.raises(RuntimeError) as error:  # without ignore_index, 255 is refused, naming the file
+        pipeline(("image", "label"), num_classes=4)(data)
+    expected = r"label '.*label\.png': label values must be in 0\.\.3 \(num_classes=4\), got \[255\]"
+    assert re.search(expected, str(error.value.__cause__))
 
 
 # ---- bad inputs: the error (or its cause, inside Compose) names the file ----

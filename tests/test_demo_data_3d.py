@@ -197,12 +197,10 @@ def test_bad_arguments(tmp_path: Path, kwargs: dict[str, Any], words: str) -> No
 
 
 def test_3d_overlays_default_to_the_demo() -> None:
-    for name in ("train_3d.json", "inference_3d.json"):
-        config = json.loads((CONFIGS / name).read_text())
-        assert config["dataset_dir"] == "$@bundle_root + '/data/demo_3d'"
-        assert config["datalist"] == "$@scripts.demo_data_3d.ensure_demo_dataset_3d(@dataset_dir)"
-        assert config["num_classes"] == len(CLASS_NAMES)
-    assert json.loads((CONFIGS / "train_3d.json").read_text())["class_names"] == list(CLASS_NAMES)
+    config = json.loads((CONFIGS / "common_3d.json").read_text())  # under both the training and inference configs
+    assert config["dataset_dir"] == "$@bundle_root + '/data/demo_3d'"
+    assert config["datalist"] == "$@scripts.demo_data_3d.ensure_demo_dataset_3d(@dataset_dir)"
+    assert config["num_classes"] == len(CLASS_NAMES) and config["class_names"] == list(CLASS_NAMES)
 
 
 def test_short_training_on_the_default_3d_demo(tmp_path: Path) -> None:
@@ -226,7 +224,7 @@ def test_short_training_on_the_default_3d_demo(tmp_path: Path) -> None:
         "learning_rate": 0.05,
         "tensorboard_images": 0,
     }
-    wf = workflow(["train.json", "train_3d.json"], "train", **override)
+    wf = workflow(["train.json", "common_3d.json", "train_3d.json"], "train", **override)
     dice = []
     wf.parser.get_parsed_content("validate#evaluator").add_event_handler(
         Events.EPOCH_COMPLETED, lambda engine: dice.append(engine.state.metrics["val_mean_dice"])

@@ -214,6 +214,38 @@ def test_transition_optimizer_steps_only_in_correction():
     assert transition_optimizer.state_dict()["state"][0]["step"] == 3
 
 
+def test_transition_optimizer_under_amp_steps_through_the_grad_scaler():
+    """With the trainer's ``GradScaler`` the transitions get the same step as without scaling (scaled by 2^10, then
+    unscaled by ``scaler.step``), and a step with an infinite gradient is skipped, as for the network."""
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+
+    def step(scale: float | None, poison: bool = False) -> tuple[torch.Tensor, float]:
+        loss = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2]), correction=True, lambda_affinity=0.0)
+        optimizer = torch.optim.Adam(loss.parameters(), lr=0.05)
+        engine = Engine(lambda e, b: None)
+        engine.amp, engine.scaler = scale is not None, torch.amp.GradScaler("cpu", init_scale=scale or 1.0)
+        value = loss({"logits": logits}, target)
+        if scale is None:
+            value.backward()
+        else:
+            engine.scaler.scale(value).backward()
+        if poison:
+            loss.t_class.weight.grad[0, 1] = float("inf")
+        TransitionOptimizerHandler(loss, optimizer)(engine)
+        if scale is not None:
+            engine.scaler.update()
+        return loss.t_class.weight.detach().clone(), engine.scaler.get_scale()
+
+    plain, _ = step(None)
+    scaled, _ = step(2.0**10)
+    torch.testing.assert_close(scaled, plain)
+    start = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2])).t_class.weight.detach()
+    skipped, scale_after = step(2.0**10, poison=True)
+    torch.testing.assert_close(skipped, start)  # not stepped
+    assert scale_after == 2.0**9  # the scaler backed off
+
+
 def test_transition_optimizer_must_own_the_transitions():
     loss = CALCLoss(3, lambda_consistency=0.0)
     with pytest.raises(ValueError, match="exactly the loss's parameters"):

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -194,8 +195,10 @@ def test_plain_losses_train(demo, tmp_path, loss_type):
         "ckpt_dir": str(tmp_path / "models"),
         "output_dir": str(tmp_path / "eval"),
         "loss_type": loss_type,
-        "warmup_epochs": 1,
-        "max_epochs": 1,
+        "warmup_epochs": 2,
+        "max_epochs": 2,
     }
     run(workflow(["train.json"], "train", **override))
     assert (tmp_path / "models" / "model.pt").is_file()
+    curve = json.loads((tmp_path / "eval" / "learning_curve.json").read_text())
+    assert curve[1]["train_loss"] < curve[0]["train_loss"]  # the loss trains the network: it falls
