@@ -21,7 +21,7 @@ went (independent from seed to seed). Both are estimated and added:
   (``v_img`` counted as known exactly, so ``ν = (S - 1) (v_img + v_seed)² / v_seed²``); with one seed, the image
   part alone and the normal quantile.
 
-mDice follows the paper (JCAS_METHOD's evaluation, ``docs/method.md``): per foreground class, the mean Dice over the
+mDice follows the paper (``docs/method.md``, "Metric"): per foreground class, the mean Dice over the
 images whose ground truth contains it (NaN entries are images without the class), then the mean over classes. A
 bootstrap draw recomputes exactly that on the resampled images.
 """

@@ -103,7 +103,7 @@ def _write(root: Path, settings: dict[str, Any]) -> dict[str, Any]:
             lists[split].append({"image": f"images/{stem}", "label": f"labels/{stem}"})
     return {
         "name": "JCAS synthetic grey shapes",
-        "description": "Grey frames with an organ, lesions and a duct, made by benchmarks/shapes_data.py; clean labels.",
+        "description": "Grey frames with an organ, lesions and a duct (benchmarks/shapes_data.py); clean labels.",
         "licence": "Apache-2.0 (generated data)",
         "tensorImageSize": "2D",
         "modality": {"0": "grey"},

@@ -10,9 +10,10 @@
 # limitations under the License.
 """Differentiated Affinity Reasoning (DAR), in linear time.
 
-DAR rectifies class logits with a pixel affinity built from an embedding (section 2 of JCAS_METHOD.md). With
-``A = F Fᵀ`` the cosine affinity of the rectified-and-normalised embedding ``F``, ``A⁺`` the row-normalised ``A``
-and ``A⁻`` the row-normalised ``1 - A``, the rectified logits are ``P = Q + ½ (A⁺ - A⁻) Q``.
+DAR rectifies class logits with a pixel affinity built from an embedding (``docs/method.md``, "Differentiated
+Affinity Reasoning"). With ``A = F Fᵀ`` the cosine affinity of the rectified-and-normalised embedding ``F``, ``A⁺``
+the row-normalised ``A`` and ``A⁻`` the row-normalised ``1 - A``, the rectified logits are
+``P = Q + ½ (A⁺ - A⁻) Q``.
 
 The N×N affinity is never built: ``A Q = F (Fᵀ Q)`` and the row sums of ``A`` are ``F (Fᵀ 1)``. The ``A⁻`` term is
 not taken as ``1 (1ᵀ Q) - A Q`` over ``N - F (Fᵀ 1)``: when an image's embeddings are nearly identical (an
@@ -130,7 +131,8 @@ def dar_rectify(logits: torch.Tensor, embedding: torch.Tensor, eps: float = 1e-9
 
     Args:
         logits: BCH[WD] class logits ``Q`` on the affinity grid.
-        embedding: BDH[WD] raw affinity embedding on the same grid (normalised here, see :func:`normalize_embedding`).
+        embedding: BDH[WD] affinity embedding on the same grid, raw or already normalised (it is normalised here,
+            see :func:`normalize_embedding`; on a normalised embedding that step changes nothing beyond eps).
         eps: guards the embedding norm and the row sums.
 
     Returns:

@@ -8,7 +8,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Class-Affinity Loss Correction (CALC), section 3 of JCAS_METHOD.md.
+"""Class-Affinity Loss Correction (CALC), ``docs/method.md`` "Class-Affinity Loss Correction".
 
 Pure functions hold the maths; :class:`CALCLoss` holds the learnable transitions ``T_C`` and ``T_A``, the weights
 and the training stage (warm-up without correction, then correction).

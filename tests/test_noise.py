@@ -137,7 +137,7 @@ def test_one_rate_equals_the_same_rate_per_class(mode: str) -> None:
 
 
 def test_systematic_confusion_wrist_labelled_shaft() -> None:
-    """Wrist (2) labelled shaft (1) in 60 % of its pixels, other classes clean (JCAS_METHOD.md section 5)."""
+    """Wrist (2) labelled shaft (1) in 60 % of its pixels, other classes clean (``docs/method.md``, identifiability)."""
     label = uniform_classes((256, 256))
     asymmetric = SimulateLabelNoise("asymmetric", 4, rate=[0, 0, 0.6, 0], class_map=[0, 1, 1, 3])
     noisy = asymmetric.set_random_state(0)(label)
@@ -219,7 +219,7 @@ def test_noise_transition_matrix_golden_values(
 
 
 def test_noise_transition_matrix_identifiability_of_the_standard_settings() -> None:
-    """JCAS_METHOD.md section 5: cyclic 50 % on 4 classes is singular, pair-flip 40 % has eigenvalue 0.2."""
+    """``docs/method.md``, identifiability: cyclic 50 % on 4 classes is singular, pair-flip 40 % has eigenvalue 0.2."""
     cyclic = noise_transition_matrix("asymmetric", 4, 0.5)
     assert abs(np.linalg.det(cyclic)) < 1e-12
     pair_flip = noise_transition_matrix("asymmetric", 4, 0.4, [1, 0, 3, 2])
