@@ -66,7 +66,14 @@ from benchmarks.paired_stats import PairedDifference, mdice, paired_difference, 
 RESULTS = BUNDLE_ROOT / "benchmarks" / "results"
 REFERENCE = "JCAS"  # the bundle's default method: every other method is compared with it
 PAPER = "JCAS (paper)"
-PEER = {"use_dar": False, "lambda_affinity": 0.0, "lambda_consistency": 0.0, "warmup_epochs": "all"}
+# peers: the same network without DAR, no correction stage, the fixed budget (model chosen on validation)
+PEER = {
+    "use_dar": False,
+    "lambda_affinity": 0.0,
+    "lambda_consistency": 0.0,
+    "warmup_epochs": "all",
+    "early_stop_patience": None,
+}
 PAPER_RECIPE = {  # the paper's method as this bundle implements it (docs/method.md), pinned: the 0.5 recipe
     "loss_type": "jcas",
     "use_dar": True,
@@ -80,7 +87,10 @@ PAPER_RECIPE = {  # the paper's method as this bundle implements it (docs/method
     "lambda_consistency": 0.01,
     "lambda_dice": 1.0,
     "label_correction": False,
+    "early_stop_patience": None,
 }
+# settings pinned after runs were made with the behaviour they pin (absent then): --rekey counts them as present
+NEW_PINS = {"early_stop_patience": None}
 METHODS: dict[str, dict[str, Any]] = {
     # the bundle's default: train.json as it is, nothing overridden but the budget
     "JCAS": {},
@@ -93,8 +103,31 @@ METHODS: dict[str, dict[str, Any]] = {
     "ADELE": {**PEER, "loss_type": "adele", "learning_rate": 0.05},
 }
 CLEAN_METHODS = ("CE", "Dice-CE")  # also trained on the clean labels: the ceiling
-# train.json keys only the JCAS loss reads, and only early-learning correction reads: a run's identity includes the
-# train.json defaults it depends on (so a changed default retrains it), and no others (so it does not retrain the rest)
+# The train.json defaults a run's identity includes: every one for the default method (any change of a default
+# retrains it); for the others the shared ones, and those only JCAS or early-learning correction read when the method
+# uses them. A new key therefore retrains the default only; the other methods pin what they need (PEER, PAPER_RECIPE).
+SHARED_KEYS = {
+    "seed",
+    "num_classes",
+    "ignore_index",
+    "spatial_dims",
+    "image_channels",
+    "image_size",
+    "flip_axis",
+    "max_epochs",
+    "val_interval",
+    "batch_size",
+    "num_samples",
+    "learning_rate",
+    "weight_decay",
+    "momentum",
+    "lr_power",
+    "embedding_channels",
+    "feature_channels",
+    "unet_channels",
+    "unet_strides",
+    "affinity_grid",
+}
 JCAS_ONLY = {
     "transition_lr",
     "transition_init",
@@ -196,10 +229,7 @@ def slug(text: str) -> str:
 def method_overrides(method: str, epochs: int, variant: dict[str, Any]) -> dict[str, Any]:
     """The train.json overrides of ``method`` at ``epochs`` epochs (``warmup_epochs`` "all" is no correction stage,
     "3/8" three eighths of the budget), with a tuning variant's overrides on top."""
-    base = {k: v for k, v in METHODS[method].items()}
-    if method == REFERENCE and "warmup_epochs" not in variant and "warmup_epochs" not in base:
-        base["warmup_epochs"] = "3/8"  # the default's warm-up is 3/8 of the budget while the switch is a schedule
-    out = {**base, **variant}
+    out = {**METHODS[method], **variant}
     if out.get("warmup_epochs") == "all":
         out["warmup_epochs"] = epochs
     elif out.get("warmup_epochs") == "3/8":
@@ -228,20 +258,19 @@ class Run:
         return {**data.overrides, **method_overrides(self.method, self.epochs, dict(self.variant)), "seed": self.seed}
 
     def key(self) -> str:
-        """What makes two runs the same: dataset, mode, the overrides (method, budget, variant), seed, and the
-        train.json defaults the method depends on."""
+        """What makes two runs the same: dataset, mode and the effective settings (the method's overrides on top of
+        the train.json defaults it depends on, see :data:`SHARED_KEYS`), so a variant equal to another run is it."""
         overrides = self.overrides()
         loss_type = overrides.get("loss_type", train_defaults().get("loss_type"))
         correction = overrides.get("label_correction", loss_type == "adele")
-        defaults = {
-            k: v
-            for k, v in train_defaults().items()
-            if k not in overrides
-            and (loss_type == "jcas" or k not in JCAS_ONLY)
-            and (correction or k not in CORRECTION_ONLY)
-            and (loss_type == "gce" or k != "gce_q")
-        }
-        content = {"dataset": self.dataset, "mode": self.mode, "overrides": overrides, "defaults": defaults}
+        read = (
+            set(SHARED_KEYS)
+            | (JCAS_ONLY if loss_type == "jcas" else set())
+            | (CORRECTION_ONLY if correction else set())
+        )
+        read |= {"gce_q"} if loss_type == "gce" else set()
+        defaults = {k: v for k, v in train_defaults().items() if self.method == REFERENCE or k in read}
+        content = {"dataset": self.dataset, "mode": self.mode, "settings": {**defaults, **overrides}, "version": 2}
         return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def result_file(self, results: Path) -> Path:
@@ -635,6 +664,15 @@ def execute(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
         if usable and args.rerun_stale and result["code"]["digest"] != code_identity()["digest"]:
             usable = False
         (done if usable else todo).append((run, result) if usable else run)
+    by_key = {r["key"]: r for r in load_results(Path(args.results))}  # a variant equal to another run is that run
+    for run in list(todo):
+        twin = by_key.get(run.key())
+        if twin is not None and (args.tune or "test_per_image" in twin):
+            todo.remove(run)
+            done.append((run, {**twin, "method": run.name}))
+            path = run.result_file(Path(args.results))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**twin, "method": run.name, "same_as": twin["method"]}, indent=1) + "\n")
     print(f"{len(done)} runs reused, {len(todo)} to train", flush=True)
     results = [r for _, r in done]
 
@@ -691,6 +729,25 @@ def verify(results: list[dict[str, Any]], count: int, args: argparse.Namespace) 
         )
 
 
+def rekey(results_dir: Path) -> int:
+    """Give the results made before a change of :meth:`Run.key`, or before a setting was pinned (:data:`NEW_PINS`),
+    the key of the same run today, when their recorded overrides are the run's (pins aside); returns how many."""
+    count = 0
+    for path in sorted(results_dir.rglob("seed*.json")):
+        result = json.loads(path.read_text())
+        if result["method"] not in METHODS:
+            continue
+        epochs = int(result["overrides"]["max_epochs"])
+        run = Run(result["dataset"], result["mode"], result["method"], result["seed"], epochs)
+        now = {k: cli_value(v) for k, v in run.overrides().items() if k not in NEW_PINS}
+        then = {k: v for k, v in result["overrides"].items() if k not in NEW_PINS}
+        if now == then and result["key"] != run.key():
+            result["key"] = run.key()
+            path.write_text(json.dumps(result, indent=1) + "\n")
+            count += 1
+    return count
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 modes, CE and JCAS, seed 0, 20 epochs")
@@ -708,6 +765,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report", action="store_true", help="only regenerate the tables from the results")
     parser.add_argument("--verify", type=int, default=0, help="retrain N finished runs and check they reproduce")
     parser.add_argument("--rerun_stale", action="store_true", help="retrain the runs made by other code")
+    parser.add_argument("--rekey", action="store_true", help="update the keys of results made before a key change")
     parser.add_argument("--work", default=str(BUNDLE_ROOT / "runs" / "robustness"), help="data, models, logs")
     parser.add_argument("--results", default=str(RESULTS / "robustness"), help="per-run result files")
     parser.add_argument("--out", default=str(BUNDLE_ROOT / "docs" / "benchmarks"), help="tables and plots")
@@ -743,6 +801,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.path.insert(0, str(BUNDLE_ROOT))
     command = shlex.join(["python", "-m", "benchmarks.robustness", *(argv if argv is not None else sys.argv[1:])])
     out = Path(args.out)
+    if args.rekey:
+        print(f"{rekey(Path(args.results))} results rekeyed")
+        return
     if args.report:
         print(report(load_results(Path(args.results)), out, command))
         return

@@ -40,12 +40,13 @@ from .dar import DAR, dar_rectify
 from .data import CheckImageLabeld, LoadImageByFormatd, load_datalist
 from .demo_data import ensure_demo_dataset, make_demo_dataset
 from .demo_data_3d import ensure_demo_dataset_3d, make_demo_dataset_3d
-from .early_learning import EarlyLearningCorrection, EarlyLearningHandler, MultiScaleInferer
+from .early_learning import EarlyLearningCorrection, EarlyLearningMonitor, MultiScaleInferer
 from .handlers import (
     CALCStageHandler,
     CALCStatsHandler,
     TransitionEstimateHandler,
     TransitionOptimizerHandler,
+    ValidationPlateauStop,
     latest_checkpoint,
 )
 from .losses import CALCLoss, class_prior
@@ -60,7 +61,7 @@ from .transition import NoiseTransition, affinity_transition_from_class, anchor_
 __all__ = [
     "DAR",
     "EarlyLearningCorrection",
-    "EarlyLearningHandler",
+    "EarlyLearningMonitor",
     "MultiScaleInferer",
     "CALCLoss",
     "GCELoss",
@@ -82,6 +83,7 @@ __all__ = [
     "TransitionEstimateHandler",
     "TransitionOptimizerHandler",
     "ValidationImagesHandler",
+    "ValidationPlateauStop",
     "affinity_transition_from_class",
     "checkpoint",
     "anchor_transition",

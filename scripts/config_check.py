@@ -207,10 +207,13 @@ def config_problems(
     epochs_ok = max_epochs is None or (_is_int(max_epochs) and max_epochs >= 1)
     if not epochs_ok:
         problems.append(f"max_epochs: expected an integer >= 1, got {max_epochs!r}")
-    warmup_ok = warmup_epochs is None or (_is_int(warmup_epochs) and warmup_epochs >= 0)
+    warmup_ok = warmup_epochs in (None, "auto") or (_is_int(warmup_epochs) and warmup_epochs >= 0)
     if not warmup_ok:
-        problems.append(f"warmup_epochs: expected an integer >= 0 (0: correct from the start), got {warmup_epochs!r}")
-    elif epochs_ok and None not in (warmup_epochs, max_epochs) and warmup_epochs > max_epochs:
+        problems.append(
+            "warmup_epochs: expected an integer >= 0 (0: correct from the start) or 'auto' (switch when early "
+            f"learning ends), got {warmup_epochs!r}"
+        )
+    elif epochs_ok and _is_int(warmup_epochs) and max_epochs is not None and warmup_epochs > max_epochs:
         problems.append(
             f"warmup_epochs: expected at most max_epochs = {max_epochs} (less: the noise correction runs from epoch "
             f"warmup_epochs + 1; equal: the explicit way to train without correction), got {warmup_epochs}: the run "
@@ -331,7 +334,7 @@ def check_config(**values: Any) -> None:
     if problems:
         raise ConfigError(_message(problems))
     warmup, epochs = values.get("warmup_epochs"), values.get("max_epochs")
-    if warmup is not None and warmup == epochs:
+    if _is_int(warmup) and warmup == epochs:
         logger.info(f"warmup_epochs = max_epochs = {epochs}: training without noise correction (warm-up only)")
 
 

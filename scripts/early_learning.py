@@ -19,9 +19,9 @@ pixel's label becomes ``c`` where the prediction averaged over input scales give
 for how this bundle implements it and the choices it made where the paper leaves them open.
 
 Pieces: :class:`MultiScaleInferer` (the trainer's inferer: the network on rescaled copies of the batch),
-:class:`EarlyLearningCorrection` (a loss wrapper: corrects the target, adds the consistency term, keeps the IoU curve
-and the detected classes in its state dict, so a resumed run corrects the same classes), :class:`EarlyLearningHandler`
-(fits the curves at each epoch end) and the pure functions :func:`fit_iou_curve`, :func:`memorization_started`,
+:class:`EarlyLearningMonitor` (a handler: records the IoU curves, fits them at each epoch end, and keeps them in the
+checkpoint), :class:`EarlyLearningCorrection` (a loss wrapper: corrects the target for the classes the monitor has
+detected and adds the consistency term) and the pure functions :func:`fit_iou_curve`, :func:`memorization_started`,
 :func:`correct_labels`, :func:`scale_consistency`.
 """
 
@@ -43,7 +43,7 @@ from .losses import class_index_target
 
 __all__ = [
     "EarlyLearningCorrection",
-    "EarlyLearningHandler",
+    "EarlyLearningMonitor",
     "MultiScaleInferer",
     "class_probabilities",
     "correct_labels",
@@ -208,18 +208,145 @@ class MultiScaleInferer(Inferer):
         return output
 
 
+class EarlyLearningMonitor:
+    """Records each class's training IoU every epoch and detects the end of its early learning (ADELE's rule).
+
+    Attach it to the trainer. After every iteration it counts, per class, the intersection and union of the
+    prediction (the argmax of :func:`class_probabilities` of ``engine.state.output["pred"]``; the batch-size-1 scale
+    when a :class:`MultiScaleInferer` is used) and the *given* label; at every epoch end it stores the epoch's IoU and
+    fits each class's curve (:func:`memorization_started`). :attr:`active` are the classes whose early learning has
+    ended: :class:`EarlyLearningCorrection` corrects their labels, and ``warmup_epochs "auto"`` switches JCAS to its
+    correction stage once every foreground class is among them (:attr:`foreground_ended`). Its state (the IoU curve and
+    the detection epochs) goes in the checkpoint, so a resumed run detects and corrects as the interrupted one did.
+
+    Two guards for networks trained from scratch (ours, not in the paper, which fine-tunes pretrained networks): a
+    foreground class is only tested once its IoU has reached ``min_iou`` (a class the network has not learned yet has
+    a flat curve at 0, whose fit says nothing), and the background, whose IoU is high from the first epoch (predicting
+    background everywhere already overlaps most of it), once every foreground class is detected: before that,
+    confident background predictions would erase the foreground the network has yet to learn.
+
+    Args:
+        num_classes: C.
+        max_epochs: length of the stored IoU curve.
+        ratio: r, the drop of the fitted derivative that marks the end of early learning (the paper: 0.9).
+        min_epochs: epochs of the curve before the first fit.
+        min_iou: the IoU a foreground class must have reached before it is tested.
+        background: the background class index (None: every class is tested alike).
+        ignore_index: label value not counted.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        max_epochs: int,
+        ratio: float = 0.9,
+        min_epochs: int = _MIN_EPOCHS,
+        min_iou: float = 0.1,
+        background: int | None = 0,
+        ignore_index: int | None = None,
+    ) -> None:
+        if not 0.0 < ratio < 1.0:
+            raise ValueError(f"ratio (early_learning_ratio) must lie in (0, 1), got {ratio}")
+        if max_epochs < 1:
+            raise ValueError(f"max_epochs must be >= 1, got {max_epochs}")
+        self.num_classes = num_classes
+        self.ratio = ratio
+        self.min_epochs = min_epochs
+        self.min_iou = min_iou
+        self.background = background
+        self.ignore_index = -100 if ignore_index is None else ignore_index
+        self.history = torch.full((max_epochs, num_classes), -1.0, dtype=torch.float64)  # -1: not seen
+        self.detected_epoch = torch.full((num_classes,), -1, dtype=torch.int64)
+        self.counts = torch.zeros(2, num_classes, dtype=torch.float64)
+        self.logger = logging.getLogger(__name__)
+
+    @property
+    def active(self) -> torch.Tensor:
+        """(C,) bool: the classes whose early learning has ended."""
+        return self.detected_epoch >= 0
+
+    @property
+    def foreground_ended(self) -> int | None:
+        """The epoch at whose end the last foreground class seen ended its early learning, or None."""
+        foreground = [c for c in range(self.num_classes) if c != self.background and self.history[:, c].max() >= 0]
+        if not foreground or not all(bool(self.active[c]) for c in foreground):
+            return None
+        return int(max(int(self.detected_epoch[c]) for c in foreground))
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.count)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    @torch.no_grad()
+    def count(self, engine: Engine) -> None:
+        """Adds one iteration's intersections and unions of prediction and given label."""
+        pred, label = engine.state.output["pred"], engine.state.output["label"]
+        if isinstance(pred, Mapping):
+            pred = {k: v for k, v in pred.items() if k != "scale_probs"}
+        prediction = class_probabilities(pred).argmax(dim=1).cpu()
+        given = class_index_target(prediction.unsqueeze(1).float(), label.cpu())
+        valid = given != self.ignore_index
+        for c in range(self.num_classes):
+            p, g = (prediction == c) & valid, (given == c) & valid
+            self.counts[0, c] += (p & g).sum()
+            self.counts[1, c] += (p | g).sum()
+
+    def epoch_iou(self) -> torch.Tensor:
+        """(C,) training IoU of the counts so far (-1 for a class absent from prediction and label); resets them."""
+        counts = self.counts.clone()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            counts = counts.to("cuda" if torch.distributed.get_backend() == "nccl" else "cpu")
+            torch.distributed.all_reduce(counts)
+            counts = counts.cpu()
+        self.counts.zero_()
+        intersection, union = counts
+        return torch.where(union > 0, intersection / union.clamp_min(1), torch.full_like(union, -1.0))
+
+    def __call__(self, engine: Engine) -> None:
+        epoch = engine.state.epoch
+        if epoch > self.history.shape[0]:
+            return
+        self.history[epoch - 1] = self.epoch_iou()
+        started = []
+        foreground = [c for c in range(self.num_classes) if c != self.background]
+        for c in foreground:
+            curve = self.history[:epoch, c].tolist()
+            if bool(self.active[c]) or min(curve) < 0 or max(curve) < self.min_iou:
+                continue  # detected already, absent in some epoch (no curve to fit), or not learned yet
+            if memorization_started(curve, self.ratio, self.min_epochs):
+                started.append(c)
+        seen = [c for c in foreground if self.history[:epoch, c].max() >= 0]
+        if self.background is not None and not bool(self.active[self.background]):
+            if seen and all(bool(self.active[c]) or c in started for c in seen):
+                started.append(self.background)
+        for c in started:
+            self.detected_epoch[c] = epoch
+        engine.state.metrics["early_learning_ended"] = int(self.active.sum())
+        if started:
+            self.logger.info(f"epoch {epoch}: early learning ended for classes {started}")
+
+    def state_dict(self) -> dict[str, list]:
+        return {"history": self.history.tolist(), "detected_epoch": self.detected_epoch.tolist()}
+
+    def load_state_dict(self, state: Mapping[str, list]) -> None:
+        history = torch.as_tensor(state["history"], dtype=torch.float64)
+        if history.shape != self.history.shape:
+            raise ValueError(
+                f"the checkpoint's early-learning curve has shape {tuple(history.shape)}, this run's "
+                f"{tuple(self.history.shape)} (max_epochs, num_classes)"
+            )
+        self.history = history
+        self.detected_epoch = torch.as_tensor(state["detected_epoch"], dtype=torch.int64)
+
+
 class EarlyLearningCorrection(_Loss):
     """Wraps a segmentation loss with ADELE's label correction and multi-scale consistency term.
 
     .. math::
-        L = L_{inner}(\\text{pred}, \\hat y) + λ_{scale} \\operatorname{mean}_s KL(q \\| p_s)
+        L = L_{inner}(\text{pred}, \hat y) + λ_{scale} \operatorname{mean}_s KL(q \| p_s)
 
     with ``q`` the mean of the per-scale probabilities and ``ŷ`` the given label corrected (:func:`correct_labels`)
-    for the classes whose early learning has ended (:attr:`active`, set by :class:`EarlyLearningHandler`). It also
-    counts, per class, the intersection and union of the prediction at scale 1 and the *given* label over the epoch,
-    the training IoU the handler fits. The state dict holds the IoU curve (``iou_history``, -1 for epochs not yet
-    seen and classes absent from both), the detected classes and their epochs, so a resumed run goes on correcting
-    the same classes.
+    for the classes whose early learning has ended (``monitor.active``, see :class:`EarlyLearningMonitor`).
 
     Shapes:
         - pred: a network output with ``"scale_probs"`` (see :class:`MultiScaleInferer`), e.g. JCASNet's train dict;
@@ -229,18 +356,16 @@ class EarlyLearningCorrection(_Loss):
 
     Args:
         loss: the inner loss, called as ``loss(pred, corrected_target)`` with a B1H[WD] target.
-        num_classes: C.
-        max_epochs: length of the stored IoU curve.
+        monitor: the trainer's :class:`EarlyLearningMonitor`, which says which classes to correct.
         threshold: τ, the confidence above which a label is corrected.
         lambda_consistency: weight of the multi-scale consistency term.
-        ignore_index: label value never corrected nor counted (None: every value is a class).
+        ignore_index: label value never corrected (None: every value is a class).
     """
 
     def __init__(
         self,
         loss: torch.nn.Module,
-        num_classes: int,
-        max_epochs: int,
+        monitor: EarlyLearningMonitor,
         threshold: float = 0.8,
         lambda_consistency: float = 1.0,
         ignore_index: int | None = None,
@@ -250,29 +375,24 @@ class EarlyLearningCorrection(_Loss):
             raise ValueError(f"threshold (correction_threshold) must lie in (0, 1), got {threshold}")
         if lambda_consistency < 0:
             raise ValueError(f"lambda_consistency (lambda_scale_consistency) must be >= 0, got {lambda_consistency}")
-        if max_epochs < 1:
-            raise ValueError(f"max_epochs must be >= 1, got {max_epochs}")
         self.loss = loss
-        self.num_classes = num_classes
+        self.monitor = monitor
         self.threshold = float(threshold)
         self.lambda_consistency = float(lambda_consistency)
         self.ignore_index = -100 if ignore_index is None else ignore_index
-        self.register_buffer("active", torch.zeros(num_classes, dtype=torch.bool))
-        self.register_buffer("detected_epoch", torch.full((num_classes,), -1, dtype=torch.int64))
-        self.register_buffer("iou_history", torch.full((max_epochs, num_classes), -1.0, dtype=torch.float64))
-        self.register_buffer("counts", torch.zeros(2, num_classes, dtype=torch.float64), persistent=False)
         self.last_terms: dict[str, torch.Tensor] = {}
 
     def forward(self, pred: torch.Tensor | Mapping[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         logits = pred["logits"] if isinstance(pred, Mapping) else pred
         given = class_index_target(logits, target)
         scale_probs = pred.get("scale_probs") if isinstance(pred, Mapping) else None
-        with torch.no_grad():
-            own = class_probabilities(pred)
-            self._count(own.argmax(dim=1), given)
-            mean = torch.stack([p.detach() for p in scale_probs]).mean(dim=0) if scale_probs else own
-            corrected = correct_labels(given, mean, self.active, self.threshold, self.ignore_index)
         inner_pred = {k: v for k, v in pred.items() if k != "scale_probs"} if isinstance(pred, Mapping) else pred
+        with torch.no_grad():
+            mean = torch.stack([p.detach() for p in scale_probs]).mean(dim=0) if scale_probs else None
+            if mean is None:
+                mean = class_probabilities(inner_pred)
+            active = self.monitor.active.to(mean.device)
+            corrected = correct_labels(given, mean, active, self.threshold, self.ignore_index)
         total = self.loss(inner_pred, corrected.unsqueeze(1).to(target.dtype))
         terms = dict(getattr(self.loss, "last_terms", {}))
         terms.pop("total", None)
@@ -285,85 +405,3 @@ class EarlyLearningCorrection(_Loss):
         terms["total"] = total.detach()
         self.last_terms = terms
         return total
-
-    @torch.no_grad()
-    def _count(self, prediction: torch.Tensor, given: torch.Tensor) -> None:
-        valid = given != self.ignore_index
-        for c in range(self.num_classes):
-            p, g = (prediction == c) & valid, (given == c) & valid
-            self.counts[0, c] += (p & g).sum()
-            self.counts[1, c] += (p | g).sum()
-
-    def epoch_iou(self) -> torch.Tensor:
-        """(C,) training IoU of the counts so far (-1 for a class absent from prediction and label); resets them."""
-        intersection, union = self.counts.clone()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            both = torch.stack([intersection, union])
-            torch.distributed.all_reduce(both)
-            intersection, union = both
-        self.counts.zero_()
-        return torch.where(union > 0, intersection / union.clamp_min(1), torch.full_like(union, -1.0))
-
-
-class EarlyLearningHandler:
-    """At each epoch end, records the training IoU of :class:`EarlyLearningCorrection` and starts correcting each
-    class whose fitted IoU curve shows that memorisation has begun (:func:`memorization_started`).
-
-    Two guards for networks trained from scratch (ours, not in the paper, which fine-tunes pretrained networks):
-    a foreground class is only tested once its IoU has reached ``min_iou`` (a class the network has not learned yet
-    has a flat curve at 0, whose fit says nothing), and the background, whose IoU is high from the first epoch
-    (predicting background everywhere already overlaps most of it), is corrected once every foreground class is:
-    before that, confident background predictions would erase the foreground the network has yet to learn.
-
-    Args:
-        loss: the early-learning loss of the trainer.
-        ratio: r, the drop of the fitted derivative that marks the end of early learning (the paper: 0.9).
-        min_epochs: epochs of the curve before the first fit.
-        min_iou: the IoU a foreground class must have reached before it is tested.
-        background: the background class index (None: every class is tested alike).
-    """
-
-    def __init__(
-        self,
-        loss: EarlyLearningCorrection,
-        ratio: float = 0.9,
-        min_epochs: int = _MIN_EPOCHS,
-        min_iou: float = 0.1,
-        background: int | None = 0,
-    ) -> None:
-        if not 0.0 < ratio < 1.0:
-            raise ValueError(f"ratio (early_learning_ratio) must lie in (0, 1), got {ratio}")
-        self.loss = loss
-        self.ratio = ratio
-        self.min_epochs = min_epochs
-        self.min_iou = min_iou
-        self.background = background
-        self.logger = logging.getLogger(__name__)
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
-
-    def __call__(self, engine: Engine) -> None:
-        epoch = engine.state.epoch
-        history = self.loss.iou_history
-        if epoch > history.shape[0]:
-            return
-        history[epoch - 1] = self.loss.epoch_iou().to(history)
-        started = []
-        foreground = [c for c in range(self.loss.num_classes) if c != self.background]
-        for c in foreground:
-            curve = history[:epoch, c].tolist()
-            if bool(self.loss.active[c]) or min(curve) < 0 or max(curve) < self.min_iou:
-                continue  # corrected already, absent in some epoch (no curve to fit), or not learned yet
-            if memorization_started(curve, self.ratio, self.min_epochs):
-                started.append(c)
-        learned = [c for c in foreground if history[:epoch, c].max() >= 0]  # the foreground classes seen
-        if self.background is not None and not bool(self.loss.active[self.background]):
-            if learned and all(bool(self.loss.active[c]) or c in started for c in learned):
-                started.append(self.background)
-        for c in started:
-            self.loss.active[c] = True
-            self.loss.detected_epoch[c] = epoch
-        engine.state.metrics["corrected_classes"] = int(self.loss.active.sum())
-        if started:
-            self.logger.info(f"epoch {epoch}: early learning ended for classes {started}; their labels are corrected")

@@ -22,9 +22,10 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from ignite.engine import Engine, Events
 from monai.engines.utils import IterationEvents
-from monai.handlers import TensorBoardHandler
+from monai.handlers import EarlyStopHandler, TensorBoardHandler
 from torch.utils.tensorboard import SummaryWriter
 
+from .early_learning import EarlyLearningMonitor
 from .losses import CALCLoss
 from .transition import anchor_transition, format_matrix, soft_confusion, transition_error, transition_from_confusion
 
@@ -33,6 +34,7 @@ __all__ = [
     "CALCStatsHandler",
     "TransitionEstimateHandler",
     "TransitionOptimizerHandler",
+    "ValidationPlateauStop",
     "latest_checkpoint",
 ]
 
@@ -56,32 +58,127 @@ def latest_checkpoint(ckpt_dir: str, pattern: str = "checkpoint_epoch=*.pt") -> 
 
 
 class CALCStageHandler:
-    """Runs :class:`scripts.losses.CALCLoss` in warm-up for ``warmup_epochs`` epochs, then in correction.
+    """Runs :class:`scripts.losses.CALCLoss` in warm-up, then in correction from the switch epoch on.
 
-    The stage is set from the epoch number at every epoch start, so a run resumed from any checkpoint (the loss's
-    state dict also records the stage) continues in the right stage.
+    The switch comes after ``warmup_epochs`` epochs, or, with ``"auto"``, at the first epoch after every foreground
+    class has ended its early learning (``monitor.foreground_ended``, ADELE's rule: the fitted curve of the class's
+    training IoU has flattened, see :class:`scripts.early_learning.EarlyLearningMonitor`) and at the latest after
+    ``warmup_limit`` epochs. The switch epoch is kept in the loss's state dict (``switch_epoch``) and the stage is set
+    from it at every epoch start, so a run resumed from any checkpoint continues in the right stage.
 
     Args:
         loss: the CALC loss of the trainer.
-        warmup_epochs: epochs without noise correction (0: correct from the start).
+        warmup_epochs: epochs without noise correction (0: correct from the start), or ``"auto"``.
+        monitor: the early-learning monitor (needed for ``"auto"``).
+        warmup_limit: the longest warm-up of ``"auto"`` (None: no limit).
     """
 
-    def __init__(self, loss: CALCLoss, warmup_epochs: int) -> None:
-        if warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+    def __init__(
+        self,
+        loss: CALCLoss,
+        warmup_epochs: int | str,
+        monitor: EarlyLearningMonitor | None = None,
+        warmup_limit: int | None = None,
+    ) -> None:
+        if warmup_epochs == "auto":
+            if monitor is None:
+                raise ValueError("warmup_epochs 'auto' needs the early-learning monitor")
+        elif isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be an integer >= 0 or 'auto', got {warmup_epochs!r}")
         self.loss = loss
         self.warmup_epochs = warmup_epochs
+        self.monitor = monitor
+        self.warmup_limit = warmup_limit
         self.logger = logging.getLogger(__name__)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_STARTED, self)
 
+    def _switch_now(self, epoch: int) -> bool:
+        if self.warmup_epochs != "auto":
+            return epoch > self.warmup_epochs
+        ended = self.monitor.foreground_ended
+        return (ended is not None and ended < epoch) or (self.warmup_limit is not None and epoch > self.warmup_limit)
+
     def __call__(self, engine: Engine) -> None:
-        correction = engine.state.epoch > self.warmup_epochs
-        if correction != self.loss.correction or engine.state.epoch == 1:
+        epoch = engine.state.epoch
+        if int(self.loss.switch_epoch) < 0 and self._switch_now(epoch):
+            self.loss.switch_epoch.fill_(epoch)
+            if self.warmup_epochs == "auto":
+                ended = self.monitor.foreground_ended
+                why = f"early learning ended at epoch {ended}" if ended is not None else f"limit {self.warmup_limit}"
+                self.logger.info(f"epoch {epoch}: warm-up over ({why})")
+        switch = int(self.loss.switch_epoch)
+        correction = 0 <= switch <= epoch
+        if correction != self.loss.correction or epoch == 1:
             stage = "correction (T_C, T_A learned)" if correction else "warm-up (no noise correction)"
-            self.logger.info(f"epoch {engine.state.epoch}: CALC stage {stage}")
+            self.logger.info(f"epoch {epoch}: CALC stage {stage}")
         self.loss.correction = correction
+
+
+class ValidationPlateauStop(EarlyStopHandler):
+    """MONAI's ``EarlyStopHandler`` on the trainer: training ends once the validation metric has not improved for
+    ``patience`` validations, so ``max_epochs`` is a ceiling rather than a budget to guess.
+
+    It runs on the trainer (after the ``ValidationHandler``), so every process of a multi-GPU run stops at the same
+    epoch. With a CALC loss the count starts at the correction stage: a plateau of the warm-up does not end the run.
+    Its counter and best score are in its state dict, for the checkpoint.
+
+    Args:
+        patience: validations without improvement before stopping; None: never stop early.
+        validator: the validation engine whose ``metric_name`` is watched.
+        metric_name: the key metric.
+        loss: the CALC loss, to count from its correction stage only (None: count from the first epoch).
+        val_interval: epochs between validations.
+        min_delta: the smallest increase that counts as an improvement.
+    """
+
+    def __init__(
+        self,
+        patience: int | None,
+        validator: Engine,
+        metric_name: str = "val_mean_dice",
+        loss: CALCLoss | None = None,
+        val_interval: int = 1,
+        min_delta: float = 0.0,
+    ) -> None:
+        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+            raise ValueError(f"early_stop_patience must be a positive integer or null, got {patience!r}")
+        super().__init__(patience or 1, lambda engine: validator.state.metrics[metric_name], min_delta=min_delta)
+        self.enabled = patience is not None
+        self.validator = validator
+        self.metric_name = metric_name
+        self.loss = loss
+        self.val_interval = val_interval
+        self.logger = logging.getLogger(__name__)
+
+    def attach(self, engine: Engine) -> None:
+        if self.enabled:
+            self.set_trainer(engine)
+            super().attach(engine)
+
+    def __call__(self, engine: Engine) -> None:
+        if engine.state.epoch % self.val_interval or self.metric_name not in self.validator.state.metrics:
+            return
+        if self.loss is not None and not self.loss.correction:
+            self._handler.counter, self._handler.best_score = 0, None  # the patience counts from the switch
+            return
+        super().__call__(engine)
+        if engine.should_terminate:
+            self.logger.info(
+                f"epoch {engine.state.epoch}: {self.metric_name} has not improved for {self.patience} "
+                "validations: training ends"
+            )
+
+    def state_dict(self) -> dict[str, float | int]:
+        handler = self._handler
+        best = None if handler is None else handler.best_score
+        return {"counter": 0 if handler is None else int(handler.counter), "best_score": -1.0 if best is None else best}
+
+    def load_state_dict(self, state: dict[str, float | int]) -> None:
+        if self._handler is not None:
+            self._handler.counter = int(state["counter"])
+            self._handler.best_score = None if state["best_score"] == -1.0 else float(state["best_score"])
 
 
 class TransitionOptimizerHandler:
@@ -123,8 +220,9 @@ class TransitionOptimizerHandler:
 class TransitionEstimateHandler:
     """Starts the correction stage from a class transition estimated with the warm-up network.
 
-    At the start of the first correction epoch (``warmup_epochs + 1``) the network, trained on the noisy labels
-    through the warm-up, predicts the images of ``data_loader``; ``T_C`` is set to the estimate and ``T_A`` to the
+    At the start of the first correction epoch (the loss's ``switch_epoch``, set by :class:`CALCStageHandler`, which
+    must be attached first) the network, trained on the noisy labels through the warm-up, predicts the images of
+    ``data_loader``; ``T_C`` is set to the estimate and ``T_A`` to the
     affinity transition it implies (:meth:`scripts.losses.CALCLoss.set_transitions`). Both are then learned as
     usual. Sources (our addition, not part of the published method):
 
@@ -144,7 +242,6 @@ class TransitionEstimateHandler:
         loss: the CALC loss of the trainer.
         network: the trained network; in ``eval()`` mode it returns BCH[WD] class probabilities.
         data_loader: batches of dicts with ``"image"`` BIH[WD] (and, for ``"trusted"``, ``"label"`` B1H[WD]).
-        warmup_epochs: epochs of the warm-up stage (see :class:`CALCStageHandler`).
         source: ``"anchor"`` or ``"trusted"``.
         device: where the network runs (default: the device of its parameters).
         pixels_per_image: pixels sampled per image for the anchor estimate.
@@ -158,7 +255,6 @@ class TransitionEstimateHandler:
         loss: CALCLoss,
         network: torch.nn.Module,
         data_loader: Iterable[dict[str, torch.Tensor]],
-        warmup_epochs: int,
         source: str = "anchor",
         device: torch.device | str | None = None,
         pixels_per_image: int = 4096,
@@ -170,7 +266,6 @@ class TransitionEstimateHandler:
         self.loss = loss
         self.network = network
         self.data_loader = data_loader
-        self.warmup_epochs = warmup_epochs
         self.source = source
         self.device = device
         self.pixels_per_image = pixels_per_image
@@ -179,7 +274,7 @@ class TransitionEstimateHandler:
         self.logger = logging.getLogger(__name__)
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_STARTED(once=self.warmup_epochs + 1), self)
+        engine.add_event_handler(Events.EPOCH_STARTED, self)
 
     @torch.no_grad()
     def estimate(self) -> torch.Tensor:
@@ -218,6 +313,8 @@ class TransitionEstimateHandler:
         return estimate
 
     def __call__(self, engine: Engine) -> None:
+        if int(self.loss.switch_epoch) != engine.state.epoch:
+            return
         t_class = self.estimate()
         self.loss.set_transitions(t_class)
         self.logger.info(f"epoch {engine.state.epoch}: T_C estimated ({self.source}): {format_matrix(t_class)}")

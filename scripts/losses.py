@@ -324,6 +324,8 @@ class CALCLoss(_Loss):
         if known:  # T_C from it, T_A from the affinity transition it implies
             self.set_transitions(transition_init)
         self.register_buffer("_correction", torch.tensor(bool(correction)))
+        # the first epoch of the correction stage (-1: not reached yet), set by scripts.handlers.CALCStageHandler
+        self.register_buffer("switch_epoch", torch.tensor(-1, dtype=torch.int64))
         self.last_terms: dict[str, torch.Tensor] = {}
 
     @property

@@ -27,12 +27,9 @@ from tests.test_config_check import SHIPPED
 
 def test_budgets_of_the_methods():
     assert method_overrides("CE", 60, {})["warmup_epochs"] == 60  # no correction stage
+    assert method_overrides("CE", 60, {})["early_stop_patience"] is None  # the fixed budget
     assert method_overrides(PAPER, 60, {})["warmup_epochs"] == 22  # 3/8 of the budget
-    assert method_overrides("JCAS", 80, {"lambda_dice": 2.0}) == {
-        "max_epochs": 80,
-        "warmup_epochs": 30,
-        "lambda_dice": 2.0,
-    }
+    assert method_overrides("JCAS", 80, {"lambda_dice": 2.0}) == {"max_epochs": 80, "lambda_dice": 2.0}  # defaults
 
 
 @pytest.mark.parametrize("dataset", list(DATASETS))
@@ -53,7 +50,7 @@ def test_every_method_passes_the_start_up_check(tmp_path, dataset, method):
 def test_a_changed_default_retrains_only_the_methods_that_read_it(monkeypatch):
     """A run's identity holds the train.json defaults it depends on: a JCAS-only default (lambda_dice) changes the
     default method's key, not a peer's or the pinned paper recipe's; the learning rate changes no method that sets
-    its own; the correction threshold changes only the method that corrects labels."""
+    its own; the correction threshold changes the methods that correct labels."""
     runs = {m: Run("demo2d", "morph", m, 0, 60) for m in ("JCAS", PAPER, "CE", "ADELE")}
     before = {m: r.key() for m, r in runs.items()}
     defaults = robustness.train_defaults()
@@ -63,7 +60,9 @@ def test_a_changed_default_retrains_only_the_methods_that_read_it(monkeypatch):
     assert {m: after[m] for m in (PAPER, "CE", "ADELE")} == {m: before[m] for m in (PAPER, "CE", "ADELE")}
     monkeypatch.setattr(robustness, "train_defaults", lambda: {**defaults, "correction_threshold": 0.9})
     changed = {m for m, r in runs.items() if r.key() != before[m]}
-    assert changed == {"ADELE"}  # the only method with early-learning correction
+    assert changed == {"JCAS", "ADELE"}  # the default reads every default; ADELE its correction threshold
+    monkeypatch.setattr(robustness, "train_defaults", lambda: {**defaults, "a_new_key": 1})
+    assert {m for m, r in runs.items() if r.key() != before[m]} == {"JCAS"}  # a new key retrains the default only
 
 
 def fake(method: str, mode: str, seed: int, scores: list[list[float]], t_error: float | None = None) -> dict:
