@@ -170,6 +170,12 @@ def _demo2d(folder: Path) -> Path:
     return Path(ensure_demo_dataset(folder, num_train=48, num_val=32, num_test=64, noise=None))
 
 
+def _shapes2d(folder: Path) -> Path:
+    from benchmarks.shapes_data import ensure_shapes_dataset
+
+    return Path(ensure_shapes_dataset(folder, num_train=48, num_val=32, num_test=64))
+
+
 def _demo3d(folder: Path) -> Path:
     from scripts.demo_data_3d import ensure_demo_dataset_3d
 
@@ -196,6 +202,23 @@ DATASETS = {
         # same pooling ratio as the defaults at 160 x 128, at the cost the 4 h budget allows
         overrides={"image_size": [96, 80], "affinity_grid": 16, "tensorboard_images": 0},
         modes=MODES_2D,
+        default_modes=["ellipse", "morph", "symmetric", "pairflip", "confusion", "omission", "model"],
+        epochs=60,
+        methods=["CE", "Dice-CE", "GCE", "T-Loss", "ADELE", PAPER, "JCAS"],
+    ),
+    "shapes2d": Dataset(  # another kind of data, to check that fixed defaults hold where they were not chosen
+        make=_shapes2d,
+        configs=["train.json"],
+        evaluate=["train.json", "evaluate.json"],
+        overrides={
+            "image_size": [96, 80],
+            "affinity_grid": 16,
+            "tensorboard_images": 0,
+            "image_channels": 1,
+            "num_classes": 4,
+            "class_names": ["background", "organ", "lesion", "duct"],
+        },
+        modes=MODES_2D,  # confusion: lesion (2) labelled organ (1) in 60 % of its pixels
         default_modes=["ellipse", "morph", "symmetric", "pairflip", "confusion", "omission", "model"],
         epochs=60,
         methods=["CE", "Dice-CE", "GCE", "T-Loss", "ADELE", PAPER, "JCAS"],
