@@ -72,6 +72,59 @@ def test_stage_follows_epoch_on_resume():
 def test_bad_warmup():
     with pytest.raises(ValueError, match="warmup_epochs"):
         CALCStageHandler(CALCLoss(3, lambda_consistency=0.0), -1)
+    with pytest.raises(ValueError, match="'auto' needs the early-learning monitor"):
+        CALCStageHandler(CALCLoss(3, lambda_consistency=0.0), "auto")
+
+
+class FixedMonitor:
+    """An early-learning monitor whose foreground classes end their early learning at a given epoch."""
+
+    def __init__(self, ended_at: int | None) -> None:
+        self.ended_at = ended_at
+        self.epoch = 0
+
+    @property
+    def foreground_ended(self) -> int | None:
+        return self.ended_at if self.ended_at is not None and self.epoch >= self.ended_at else None
+
+
+@pytest.mark.parametrize("ended_at,limit,expected_switch", [(3, 10, 4), (None, 5, 6), (None, None, -1)])
+def test_auto_switch_follows_early_learning(ended_at, limit, expected_switch):
+    """``warmup_epochs "auto"``: the correction starts the epoch after early learning ended, or after the limit;
+    the switch epoch is the loss's, so a resumed run keeps it."""
+    loss = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2]))
+    monitor = FixedMonitor(ended_at)
+    stages: list[bool] = []
+    engine = loss_engine(loss, stages)
+    engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: setattr(monitor, "epoch", e.state.epoch))
+    CALCStageHandler(loss, "auto", monitor, limit).attach(engine)
+    engine.run(range(2), max_epochs=8)
+    assert int(loss.switch_epoch) == expected_switch
+    assert stages == [expected_switch != -1 and epoch >= expected_switch for epoch in range(1, 9)]
+
+
+def test_plateau_stop_counts_from_the_correction_stage():
+    """Patience 2 on a metric that stops improving at epoch 2: a JCAS run in warm-up until epoch 4 ends at epoch 6
+    (two epochs without improvement after the switch); without a CALC loss, at epoch 4; None never stops."""
+    from scripts.handlers import ValidationPlateauStop
+
+    scores = [0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
+    for loss, patience, last_epoch in (
+        (CALCLoss(3, torch.tensor([0.5, 0.3, 0.2])), 2, 6),
+        (None, 2, 4),
+        (None, None, 8),
+    ):
+        validator = Engine(lambda e, b: None)
+        trainer = Engine(lambda e, b: None)
+        trainer.add_event_handler(
+            Events.EPOCH_COMPLETED,
+            lambda e, v=validator: setattr(v.state, "metrics", {"val": scores[e.state.epoch - 1]}),
+        )
+        if loss is not None:
+            CALCStageHandler(loss, 3).attach(trainer)
+        ValidationPlateauStop(patience, validator, "val", loss).attach(trainer)
+        trainer.run(range(2), max_epochs=8)
+        assert trainer.state.epoch == last_epoch, (loss, patience)
 
 
 def test_stats_handler_metrics_and_tensorboard(tmp_path):
@@ -124,12 +177,13 @@ def test_trusted_transition_handler_sets_the_estimate_once():
     batch = {"image": labels.clamp(max=2).float(), "label": labels}
     loss = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2]), ignore_index=255)
     network = FixedProbabilities(table).train()
-    handler = TransitionEstimateHandler(loss, network, [batch], warmup_epochs=2, source="trusted")
+    handler = TransitionEstimateHandler(loss, network, [batch], source="trusted")
     torch.testing.assert_close(handler.estimate(), table)
     assert network.training  # restored after the estimate
 
     seen = []
     engine = loss_engine(loss)
+    CALCStageHandler(loss, 2).attach(engine)  # the switch at epoch 3
     engine.add_event_handler(Events.EPOCH_STARTED, lambda e: seen.append(loss.t_class().detach().clone()))
     handler.attach(engine)  # attached after the recorder: it sets T_C at the start of epoch 3, before epoch 4
     engine.run(range(2), max_epochs=4)
@@ -144,7 +198,7 @@ def test_trusted_transition_handler_sets_the_estimate_once():
 def test_trusted_transition_handler_needs_labelled_pixels():
     loss = CALCLoss(2, lambda_consistency=0.0, ignore_index=255)
     batch = {"image": torch.zeros(1, 1, 2, 2), "label": torch.full((1, 1, 2, 2), 255)}
-    handler = TransitionEstimateHandler(loss, FixedProbabilities(torch.eye(2)), [batch], 0, source="trusted")
+    handler = TransitionEstimateHandler(loss, FixedProbabilities(torch.eye(2)), [batch], source="trusted")
     with pytest.raises(ValueError, match="no labelled pixel"):
         handler.estimate()
 
@@ -154,7 +208,7 @@ def test_anchor_estimate_recovers_the_rows_of_a_noisy_posterior():
     table = torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.0, 0.6, 0.4]])
     classes = torch.tensor([0] * 60 + [1] * 25 + [2] * 15).reshape(1, 1, 10, 10)
     loss = CALCLoss(3, torch.tensor([0.6, 0.25, 0.15]))
-    handler = TransitionEstimateHandler(loss, FixedProbabilities(table), [{"image": classes.float()}], 2)
+    handler = TransitionEstimateHandler(loss, FixedProbabilities(table), [{"image": classes.float()}])
     torch.testing.assert_close(handler.estimate(), table)
 
 
@@ -170,14 +224,14 @@ def test_estimate_predicts_through_the_inferer():
 
     loss = CALCLoss(2, lambda_consistency=0.0)
     batch = {"image": labels.float(), "label": labels}
-    handler = TransitionEstimateHandler(loss, FixedProbabilities(table), [batch], 0, "trusted", inferer=inferer)
+    handler = TransitionEstimateHandler(loss, FixedProbabilities(table), [batch], "trusted", inferer=inferer)
     torch.testing.assert_close(handler.estimate(), table)
     assert calls == [(1, 1, 2, 2)]
 
 
 def test_estimate_handler_bad_source():
     with pytest.raises(ValueError, match="'anchor' or 'trusted'"):
-        TransitionEstimateHandler(CALCLoss(2, lambda_consistency=0.0), torch.nn.Identity(), [], 0, source="oracle")
+        TransitionEstimateHandler(CALCLoss(2, lambda_consistency=0.0), torch.nn.Identity(), [], source="oracle")
 
 
 def test_transition_optimizer_steps_only_in_correction():
