@@ -141,7 +141,13 @@ JCAS_ONLY = {
     "use_dar",
     "warmup_epochs",
 }
-CORRECTION_ONLY = {"correction_threshold", "early_learning_ratio", "consistency_scales", "lambda_scale_consistency"}
+CORRECTION_ONLY = {
+    "correction_threshold",
+    "early_learning_ratio",
+    "early_learning_min_iou",
+    "consistency_scales",
+    "lambda_scale_consistency",
+}
 
 
 def train_defaults() -> dict[str, Any]:
