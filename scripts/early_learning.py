@@ -331,12 +331,13 @@ class EarlyLearningMonitor:
 
     def load_state_dict(self, state: Mapping[str, list]) -> None:
         history = torch.as_tensor(state["history"], dtype=torch.float64)
-        if history.shape != self.history.shape:
+        if history.ndim != 2 or history.shape[1] != self.num_classes:
             raise ValueError(
-                f"the checkpoint's early-learning curve has shape {tuple(history.shape)}, this run's "
-                f"{tuple(self.history.shape)} (max_epochs, num_classes)"
+                f"the checkpoint's early-learning curve has {tuple(history.shape)} (epochs, classes), this run has "
+                f"{self.num_classes} classes"
             )
-        self.history = history
+        rows = min(history.shape[0], self.history.shape[0])  # a resumed run may have another max_epochs
+        self.history[:rows] = history[:rows]
         self.detected_epoch = torch.as_tensor(state["detected_epoch"], dtype=torch.int64)
 
 
