@@ -604,7 +604,17 @@ def report(results: list[dict[str, Any]], out: Path, command: str, reference: st
         f"{reference} (method − {reference}, points) and its 95 % interval (bootstrap over the test images plus the "
         "spread over seeds, `benchmarks/paired_stats.py`); ¹: one seed only.",
         "",
+        "Methods (train.json overrides; the peers train the same UNet without DAR, no correction stage, the model "
+        "chosen on validation within the budget):",
+        "",
     ]
+    lines += [
+        f"- {m}: " + (", ".join(f"`{k} {v}`" for k, v in o.items()) or "the bundle's defaults")
+        for m, o in METHODS.items()
+    ]
+    lines += ["", "Noise modes (`scripts.make_noisy` arguments; the noise reports are in the run folders' data):", ""]
+    lines += [f"- {m}: " + ", ".join(f"{k} {v}" for k, v in a.items()) for m, a in MODES_2D.items() if m != "cyclic50"]
+    lines += [""]
     for dataset in [d for d in DATASETS if any(r["dataset"] == d for r in final)]:
         runs = [r for r in final if r["dataset"] == dataset]
         seeds = sorted({r["seed"] for r in runs})
