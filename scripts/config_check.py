@@ -46,14 +46,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LOSS_TYPES = (
-    "jcas",
-    "ce",
-    "dice_ce",
-    "gce",
-    "tloss",
-    "adele",
-)  # train.json's loss_type, see scripts.robust_losses.make_loss
+# train.json's loss_type, see scripts.robust_losses.make_loss
+LOSS_TYPES = ("jcas", "ce", "dice_ce", "gce", "tloss", "adele")
 
 # Pixel pairs per training step (batch_size * N**2) allowed for the exact affinity loss (affinity_pairs null).
 # Measured on a CPU, training step peak memory: 5.4e8 pairs 1.7 GB, 1.3e9 pairs 4.6 GB (about 3.5 bytes a pair),

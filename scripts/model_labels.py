@@ -57,6 +57,9 @@ class WeakModelSettings:
     patch: int = 64
 
 
+DEFAULT_WEAK_MODEL = WeakModelSettings()  # model_labels' default (the zoo's flake8-bugbear, B008, refuses a call there)
+
+
 def read_image(path: str | Path, shape: Sequence[int]) -> np.ndarray:
     """The image at ``path`` as a float32 CH[WD] array whose spatial shape is ``shape`` (its label's array shape).
 
@@ -151,7 +154,7 @@ def model_labels(
     images: Sequence[np.ndarray],
     labels: Sequence[np.ndarray],
     num_classes: int,
-    settings: WeakModelSettings = WeakModelSettings(),
+    settings: WeakModelSettings = DEFAULT_WEAK_MODEL,
     seed: int = 0,
 ) -> tuple[list[np.ndarray], list[int]]:
     """Labels of every case predicted by a weak model trained on ``settings.cases`` of them.
