@@ -79,11 +79,7 @@ class PairedDifference:
 
 
 def paired_difference(
-    a: Mapping[int, np.ndarray],
-    b: Mapping[int, np.ndarray],
-    num_boot: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
+    a: Mapping[int, np.ndarray], b: Mapping[int, np.ndarray], num_boot: int = 2000, level: float = 0.95, seed: int = 0
 ) -> PairedDifference:
     """The seed-mean mDice difference ``a - b`` and its confidence interval (see the module docstring).
 

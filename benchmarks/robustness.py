@@ -88,9 +88,11 @@ PAPER_RECIPE = {  # the paper's method as this bundle implements it (docs/method
     "lambda_dice": 1.0,
     "label_correction": False,
     "early_stop_patience": None,
+    "warmup_gce_q": None,
+    "anchor_calibration": False,
 }
 # settings pinned after runs were made with the behaviour they pin (absent then): --rekey counts them as present
-NEW_PINS = {"early_stop_patience": None}
+NEW_PINS = {"early_stop_patience": None, "warmup_gce_q": None, "anchor_calibration": False}
 METHODS: dict[str, dict[str, Any]] = {
     # the bundle's default: train.json as it is, nothing overridden but the budget
     "JCAS": {},
@@ -426,10 +428,7 @@ def summary_tables(results: list[dict[str, Any]], dataset: str, reference: str, 
     def score(method: str, mode: str) -> list[float]:
         return [mdice(per_image(r, split)) for r in runs if (r["method"], r["mode"]) == (method, mode)]
 
-    lines = [
-        "| method | " + " | ".join(modes) + " |",
-        "|---|" + "---|" * len(modes),
-    ]
+    lines = ["| method | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
     for method in order:
         cells = []
         for mode in modes:

@@ -54,7 +54,7 @@ __all__ = [
     "scale_consistency",
 ]
 
-_MIN_EPOCHS = 4  # points of the IoU curve before a fit of its three parameters is attempted
+_MIN_EPOCHS = 10  # epochs of the IoU curve before the first fit: the first ones are a plateau, and noisy
 
 
 def iou_curve(t: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
@@ -92,7 +92,13 @@ def fit_iou_curve(values: Sequence[float]) -> tuple[float, float, float] | None:
     return float(params[0]), float(params[1]), float(params[2])
 
 
-def memorization_started(values: Sequence[float], ratio: float = 0.9, min_epochs: int = _MIN_EPOCHS) -> bool:
+def memorization_started(
+    values: Sequence[float],
+    ratio: float = 0.9,
+    min_epochs: int = _MIN_EPOCHS,
+    min_rise: float = 0.05,
+    min_fit: float = 0.9,
+) -> bool:
     """Whether the fitted IoU curve's derivative at the last epoch ``n`` has dropped by ``ratio`` from its peak.
 
     .. math::
@@ -100,19 +106,29 @@ def memorization_started(values: Sequence[float], ratio: float = 0.9, min_epochs
 
     For the usual fit (``c <= 1``) ``f'`` decreases and the peak is ``f'(1)``: this is the paper's
     ``|f'(1) - f'(n)| / |f'(1)|``; for a slow start (``c > 1``) it measures the drop after the steepest epoch rather
-    than firing on a derivative that still grows.
+    than firing on a derivative that still grows. Two conditions guard against the curves of a network trained from
+    scratch, which start on a plateau and are noisy (ours): the curve must have risen by ``min_rise`` above its
+    lowest value (a flat or falling curve has no early learning to end), and the fit must explain it (coefficient
+    of determination at least ``min_fit``; a curve the model does not describe says nothing about its slope).
 
     Args:
         values: the class's training IoU at epochs 1..n.
         ratio: the paper's threshold r, in (0, 1).
         min_epochs: no detection before this many epochs.
+        min_rise: the rise of the curve above its minimum that counts as learning.
+        min_fit: the smallest R² of the fit.
     """
-    if len(values) < max(min_epochs, 3):
+    y = np.asarray(values, dtype=np.float64)
+    if y.size < max(min_epochs, 3) or y[-1] - y.min() < min_rise:
         return False
-    params = fit_iou_curve(values)
+    params = fit_iou_curve(y)
     if params is None:
         return False
-    slopes = iou_curve_derivative(np.arange(1, len(values) + 1, dtype=np.float64), *params)
+    t = np.arange(1, y.size + 1, dtype=np.float64)
+    spread = float(((y - y.mean()) ** 2).sum())
+    if spread <= 0 or 1.0 - float(((y - iou_curve(t, *params)) ** 2).sum()) / spread < min_fit:
+        return False
+    slopes = iou_curve_derivative(t, *params)
     peak = float(slopes.max())
     return peak > 0 and (peak - float(slopes[-1])) / peak > ratio
 
@@ -312,8 +328,8 @@ class EarlyLearningMonitor:
         foreground = [c for c in range(self.num_classes) if c != self.background]
         for c in foreground:
             curve = self.history[:epoch, c].tolist()
-            if bool(self.active[c]) or min(curve) < 0 or max(curve) < self.min_iou:
-                continue  # detected already, absent in some epoch (no curve to fit), or not learned yet
+            if bool(self.active[c]) or min(curve) < 0 or curve[-1] < self.min_iou:
+                continue  # detected already, absent in some epoch (no curve to fit), or not (or no longer) learned
             if memorization_started(curve, self.ratio, self.min_epochs):
                 started.append(c)
         seen = [c for c in foreground if self.history[:epoch, c].max() >= 0]

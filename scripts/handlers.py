@@ -27,7 +27,14 @@ from torch.utils.tensorboard import SummaryWriter
 
 from .early_learning import EarlyLearningMonitor
 from .losses import CALCLoss
-from .transition import anchor_transition, format_matrix, soft_confusion, transition_error, transition_from_confusion
+from .transition import (
+    anchor_transition,
+    format_matrix,
+    soft_confusion,
+    temperature_scaled,
+    transition_error,
+    transition_from_confusion,
+)
 
 __all__ = [
     "CALCStageHandler",
@@ -248,6 +255,9 @@ class TransitionEstimateHandler:
         inferer: how the network predicts a batch, ``inferer(images, network)`` (e.g. the validation's
             ``SlidingWindowInferer``, for whole volumes larger than a patch); None calls the network directly.
         top_fraction: see :func:`scripts.transition.anchor_transition`.
+        calibrate: ``"anchor"`` only: before the estimate, the sampled posteriors are temperature-scaled to fit the
+            noisy labels of the same pixels (:func:`scripts.transition.temperature_scaled`), so that an over-confident
+            network (a bounded warm-up) reads as calibrated; needs ``"label"`` in the batches.
     """
 
     def __init__(
@@ -260,6 +270,7 @@ class TransitionEstimateHandler:
         pixels_per_image: int = 4096,
         top_fraction: float = 0.1,
         inferer: Callable[[torch.Tensor, torch.nn.Module], torch.Tensor] | None = None,
+        calibrate: bool = False,
     ) -> None:
         if source not in ("anchor", "trusted"):
             raise ValueError(f"transition estimate source must be 'anchor' or 'trusted', got {source!r}")
@@ -271,6 +282,8 @@ class TransitionEstimateHandler:
         self.pixels_per_image = pixels_per_image
         self.top_fraction = top_fraction
         self.inferer = inferer
+        self.calibrate = calibrate and source == "anchor"
+        self.temperature: float | None = None
         self.logger = logging.getLogger(__name__)
 
     def attach(self, engine: Engine) -> None:
@@ -282,7 +295,7 @@ class TransitionEstimateHandler:
         device = self.device or next(self.network.parameters()).device
         num_classes = self.loss.num_classes
         sums = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
-        samples = []
+        samples, sample_labels = [], []
         generator = torch.Generator().manual_seed(0)
         training = self.network.training
         self.network.eval()
@@ -293,9 +306,12 @@ class TransitionEstimateHandler:
                 if self.source == "trusted":
                     sums += soft_confusion(probs, batch["label"].to(device), num_classes, self.loss.ignore_index)
                     continue
-                for image_probs in probs.flatten(2).transpose(1, 2).cpu():  # per image: (N, C)
+                labels = batch["label"].flatten(1).cpu() if self.calibrate else [None] * len(probs)
+                for image_probs, image_labels in zip(probs.flatten(2).transpose(1, 2).cpu(), labels, strict=True):
                     keep = torch.randperm(image_probs.shape[0], generator=generator)[: self.pixels_per_image]
                     samples.append(image_probs[keep])
+                    if image_labels is not None:
+                        sample_labels.append(image_labels[keep])
         finally:
             self.network.train(training)
         if self.source == "trusted":
@@ -306,7 +322,12 @@ class TransitionEstimateHandler:
             return transition_from_confusion(sums)
         if not samples:
             raise ValueError("the data loader gave no image to estimate T_C from")
-        estimate = anchor_transition(torch.cat(samples), self.loss.class_prior.cpu(), self.top_fraction).to(device)
+        posteriors = torch.cat(samples)
+        if self.calibrate:  # a bounded warm-up's network is over-confident: fit its temperature to the noisy labels
+            posteriors, self.temperature = temperature_scaled(
+                posteriors, torch.cat(sample_labels), self.loss.ignore_index
+            )
+        estimate = anchor_transition(posteriors, self.loss.class_prior.cpu(), self.top_fraction).to(device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(estimate)
             estimate /= torch.distributed.get_world_size()
@@ -317,7 +338,8 @@ class TransitionEstimateHandler:
             return
         t_class = self.estimate()
         self.loss.set_transitions(t_class)
-        self.logger.info(f"epoch {engine.state.epoch}: T_C estimated ({self.source}): {format_matrix(t_class)}")
+        scaled = f", posteriors at temperature {self.temperature:.3f}" if self.temperature is not None else ""
+        self.logger.info(f"epoch {engine.state.epoch}: T_C estimated ({self.source}{scaled}): {format_matrix(t_class)}")
 
 
 class CALCStatsHandler(TensorBoardHandler):

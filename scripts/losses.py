@@ -31,6 +31,7 @@ __all__ = [
     "CALCLoss",
     "affinity_bce",
     "affinity_consistency",
+    "bounded_nll",
     "class_index_target",
     "class_prior",
     "forward_corrected_dice",
@@ -90,6 +91,25 @@ def forward_corrected_nll(
         # a sum over the labelled pixels divided by their count (at least 1): a fully ignored batch gives 0, not NaN
         total = F.nll_loss(log_probs.contiguous(), target, ignore_index=ignore_index, reduction="sum")
         return total / (target != ignore_index).sum().clamp_min(1)
+
+
+def bounded_nll(logits: torch.Tensor, target: torch.Tensor, q: float, ignore_index: int = -100) -> torch.Tensor:
+    """The generalized cross-entropy ``(1 - p_y^q) / q`` (Zhang & Sabuncu, NeurIPS 2018), mean over labelled pixels.
+
+    Bounded by ``1 / q``: a pixel whose label the network finds improbable (a flip, under random noise) weighs little.
+
+    Args:
+        logits: BCH[WD] class logits.
+        target: BH[WD] integer labels.
+        q: the exponent in (0, 1] (``q -> 0`` is the cross-entropy).
+        ignore_index: label value that contributes nothing.
+    """
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        log_probs = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
+        valid = target != ignore_index
+        log_p_y = log_probs.gather(1, torch.where(valid, target, 0).unsqueeze(1))[:, 0]
+        loss = torch.where(valid, -torch.expm1(q * log_p_y) / q, torch.zeros_like(log_p_y))
+        return loss.sum() / valid.sum().clamp_min(1)
 
 
 def forward_corrected_dice(
@@ -279,6 +299,8 @@ class CALCLoss(_Loss):
             it implies with ``class_prior`` (see :func:`scripts.transition.affinity_transition_from_class`).
         affinity_chunk_size: rows per chunk of the exact affinity loss (None: automatic).
         affinity_pairs: sampled pairs per image for an unbiased estimate of ``L_A`` (None: exact).
+        warmup_gce_q: None, or the exponent of a bounded class loss in the warm-up (:func:`bounded_nll`) instead of
+            the NLL (ours, not in the paper).
     """
 
     def __init__(
@@ -294,8 +316,12 @@ class CALCLoss(_Loss):
         affinity_chunk_size: int | None = None,
         affinity_pairs: int | None = None,
         lambda_dice: float = 0.0,
+        warmup_gce_q: float | None = None,
     ) -> None:
         super().__init__()
+        if warmup_gce_q is not None and not 0.0 < warmup_gce_q <= 1.0:
+            raise ValueError(f"warmup_gce_q: expected None or a number in (0, 1], got {warmup_gce_q!r}")
+        self.warmup_gce_q = warmup_gce_q
         self.weights = {
             "affinity": lambda_affinity,
             "volume": lambda_volume,
@@ -358,7 +384,10 @@ class CALCLoss(_Loss):
         t_affinity = self.t_affinity() if correct else None
 
         class_logits = [logits] + ([pred["rectified"]] if "rectified" in pred else [])
-        terms = {"class": sum(forward_corrected_nll(x, target, t_class, self.ignore_index) for x in class_logits)}
+        if not correct and self.warmup_gce_q is not None:  # a bounded warm-up: the network does not fit every flip
+            terms = {"class": sum(bounded_nll(x, target, self.warmup_gce_q, self.ignore_index) for x in class_logits)}
+        else:
+            terms = {"class": sum(forward_corrected_nll(x, target, t_class, self.ignore_index) for x in class_logits)}
         if correct and self.weights["dice"] > 0:
             # T_C detached: the Dice term trains the network only. Dice rewards sharp predictions, and T_C = I lets
             # the corrected ones be sharpest, so its gradient would pull T_C to the identity (measured: the wrist

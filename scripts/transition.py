@@ -16,6 +16,7 @@ import json
 import os
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,6 +27,7 @@ __all__ = [
     "format_matrix",
     "read_transition",
     "soft_confusion",
+    "temperature_scaled",
     "transition_error",
     "transition_from_confusion",
     "transition_weight",
@@ -194,6 +196,38 @@ def anchor_transition(probs: torch.Tensor, prior: torch.Tensor, top_fraction: fl
         rows.append(probs[probs[:, i].topk(k).indices].mean(dim=0))
     estimate = torch.stack(rows)
     return (estimate / estimate.sum(dim=1, keepdim=True)).float()
+
+
+def temperature_scaled(
+    probs: torch.Tensor, labels: torch.Tensor, ignore_index: int | None = None
+) -> tuple[torch.Tensor, float]:
+    """Posteriors ``p`` rescaled to ``p^(1/τ) / Σ p^(1/τ)`` with the temperature τ that maximises the likelihood of
+    ``labels`` (temperature scaling, Guo et al., ICML 2017, fitted here to the noisy labels of the same pixels).
+
+    Args:
+        probs: (M, C) class probabilities.
+        labels: (M,) integer labels of the same pixels (``ignore_index`` left out of the fit).
+        ignore_index: label value not fitted.
+
+    Returns:
+        The (M, C) rescaled probabilities and τ (searched in [0.05, 20]).
+    """
+    from scipy.optimize import minimize_scalar
+
+    log_p = torch.log(probs.double().clamp_min(1e-12))
+    labels = labels.long()
+    keep = labels != ignore_index if ignore_index is not None else torch.ones_like(labels, dtype=torch.bool)
+    keep &= (labels >= 0) & (labels < probs.shape[1])
+    fit_log_p, fit_labels = log_p[keep], labels[keep]
+
+    def nll(log_tau: float) -> float:
+        scaled = torch.log_softmax(fit_log_p / float(np.exp(log_tau)), dim=1)
+        return float(-scaled.gather(1, fit_labels[:, None]).mean())
+
+    if fit_labels.numel() == 0:
+        return probs, 1.0
+    tau = float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))
+    return torch.softmax(log_p / tau, dim=1).to(probs.dtype), tau
 
 
 def transition_error(estimate: torch.Tensor, reference: torch.Tensor) -> float:

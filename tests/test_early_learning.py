@@ -48,7 +48,17 @@ def test_detection_fires_where_the_fitted_derivative_has_dropped_by_the_ratio():
     assert fired[0] == 13 == math.floor(1 + math.log(10) / 0.2) + 1
     assert all(n in fired for n in range(13, 30))  # and stays fired
     assert not memorization_started(values[:12].tolist(), ratio=0.9)
-    assert memorization_started(values[:8].tolist(), ratio=0.5)  # a lower ratio fires earlier: 1 + ln 2 / 0.2 = 4.5
+    assert memorization_started(values[:8].tolist(), ratio=0.5, min_epochs=4)  # lower ratio, earlier: 1 + ln 2 / 0.2
+    assert not memorization_started(values[:8].tolist(), ratio=0.5)  # not before the 10 epochs of the default
+
+
+def test_no_detection_on_a_flat_falling_or_unexplained_curve():
+    """A class on the all-background plateau (IoU 0.06 then 0), a curve that barely rises, and noise that the fitted
+    curve does not explain are not taken for the end of early learning."""
+    assert not memorization_started([0.056] + [0.0] * 20)
+    assert not memorization_started([0.40 + 0.002 * t for t in range(20)])  # rises 0.038 < 0.05
+    rng = np.random.default_rng(0)
+    assert not memorization_started((0.3 + 0.1 * rng.standard_normal(20)).clip(0, 1).tolist())
 
 
 def test_a_slow_start_is_measured_from_the_steepest_epoch():
