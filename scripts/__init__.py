@@ -22,6 +22,7 @@ from . import (
     demo_data,
     demo_data_3d,
     distributed,
+    divergence,
     early_learning,
     export_onnx,
     handlers,
@@ -36,18 +37,13 @@ from . import (
     tracking,
     transition,
 )
+from .checkpoint import latest_checkpoint
 from .dar import DAR, dar_rectify
 from .data import CheckImageLabeld, LoadImageByFormatd, load_datalist
 from .demo_data import ensure_demo_dataset, make_demo_dataset
 from .demo_data_3d import ensure_demo_dataset_3d, make_demo_dataset_3d
 from .early_learning import EarlyLearningCorrection, EarlyLearningHandler, MultiScaleInferer
-from .handlers import (
-    CALCStageHandler,
-    CALCStatsHandler,
-    TransitionEstimateHandler,
-    TransitionOptimizerHandler,
-    latest_checkpoint,
-)
+from .handlers import CALCStageHandler, CALCStatsHandler, TransitionEstimateHandler, TransitionOptimizerHandler
 from .losses import CALCLoss, class_prior
 from .network import JCASNet
 from .noise import SimulateLabelNoise, SimulateLabelNoised, noise_transition_matrix
@@ -95,6 +91,7 @@ __all__ = [
     "demo_data",
     "demo_data_3d",
     "distributed",
+    "divergence",
     "early_learning",
     "ensure_demo_dataset",
     "ensure_demo_dataset_3d",

@@ -329,8 +329,9 @@ def check_config(**values: Any) -> None:
 
 
 def reported_error(error: BaseException) -> BaseException:
-    """The error to report for ``error``: the innermost one of its chain (causes, contexts) raised by the bundle's
-    scripts, else the innermost one; a :class:`ConfigError` anywhere in the chain wins."""
+    """The error to report for ``error``: the outermost one of its chain (causes, contexts) raised by the bundle's
+    scripts (whose message carries the context the bundle added, e.g. the checkpoint's path around the setting that
+    differs), else the innermost one; a :class:`ConfigError` anywhere in the chain wins."""
     chain: list[BaseException] = []
     while error is not None and all(error is not e for e in chain):
         chain.append(error)
@@ -338,7 +339,7 @@ def reported_error(error: BaseException) -> BaseException:
     for e in chain:
         if isinstance(e, ConfigError):
             return e
-    for e in reversed(chain):
+    for e in chain:
         tb = e.__traceback__
         while tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
