@@ -8,11 +8,13 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Crash-safe checkpoints, divergence stop and resume checks (``scripts/checkpoint.py``).
+"""Crash-safe checkpoints and resume checks (``scripts/checkpoint.py``).
 
 Run as a module (``python -m tests.test_checkpoint PAUSE MARKER ARGS...``) this file is the training process that
 ``test_kill_and_resume`` kills: it runs ``monai.bundle ARGS`` and pauses, after touching MARKER, halfway through
-writing the checkpoint of epoch N (PAUSE ``save:N``) or in the N-th training iteration (PAUSE ``iteration:N``).
+writing the checkpoint of epoch N (PAUSE ``save:N``) or in the N-th training iteration (PAUSE ``iteration:N``);
+with PAUSE ``hold:N`` it pauses in the N-th iteration until MARKER is deleted, then trains on
+(``tests/test_folder_lock.py``).
 """
 
 from __future__ import annotations
@@ -444,13 +446,17 @@ def test_kill_and_resume(tiny, tmp_path):
     )
 
 
-def _pause(marker: str) -> None:
+def _pause(marker: str, hold: bool = False) -> None:
     Path(marker).touch()
+    if hold:  # until the test deletes the marker
+        while Path(marker).exists():
+            time.sleep(0.05)
+        return
     time.sleep(600)  # test_kill_and_resume kills the process here
 
 
 def main() -> None:
-    """The training process of ``test_kill_and_resume`` (see the module docstring)."""
+    """The training process of ``test_kill_and_resume`` and of the folder lock's test (see the module docstring)."""
     where, number = sys.argv[1].split(":")
     marker = sys.argv[2]
     if where == "save":
@@ -473,7 +479,7 @@ def main() -> None:
         def forward(self, *args, **kwargs):  # the N-th training iteration, after its forward pass: a pause
             result = real_forward(self, *args, **kwargs)
             if next(calls) == int(number):
-                _pause(marker)
+                _pause(marker, hold=where == "hold")
             return result
 
         CALCLoss.forward = forward
