@@ -24,11 +24,13 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Events
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigParser, ConfigWorkflow
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from scripts.benchmark_noise import cli_value
+from scripts.config_check import reported_error
+from scripts.data import CheckImageLabeld
 from scripts.demo_data import make_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,6 +124,42 @@ def test_train_writes_checkpoints_and_logs(demo):
     assert {f"val_case/{i}" for i in range(4)} <= set(events.Tags()["images"])  # the four validation cases
     case = events.Images("val_case/0")[-1]
     assert (case.height, case.width) == (64, 3 * 80)  # image | label | prediction, upright (H x W)
+
+
+def test_an_input_too_small_for_the_network_is_refused_with_its_name(tmp_path, monkeypatch):
+    """Inference on a 1 x 1 frame ended in the PNG writer with 'IndexError: tuple index out of range' and no file
+    name; the input check refuses it before the network runs, naming the file."""
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # initialize installs the bundle's hook: restore it
+    (tmp_path / "frames").mkdir()
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tmp_path / "frames" / "dot.png")
+    override = {"input_dir": str(tmp_path / "frames"), "input_pattern": "*.png", "output_dir": str(tmp_path / "out")}
+    wf = workflow(["inference.json"], "infer", dataset_dir=str(tmp_path / "data"), **override)  # the shipped model
+    with pytest.raises(RuntimeError) as info:
+        wf.run()
+    assert str(reported_error(info.value)) == (
+        f"image '{tmp_path}/frames/dot.png': spatial size (1, 1) is smaller than the network takes: expected at "
+        "least [16, 16] (min_input_size: the UNet's total downsampling, the product of unet_strides)"
+    )
+    assert not list((tmp_path / "out").rglob("*.png"))
+
+
+@pytest.mark.parametrize(
+    "configs, key, expected",
+    [
+        (["train.json"], "train#preprocessing", (16, 16)),
+        (["train.json", "evaluate.json"], "validate#preprocessing", (16, 16)),
+        (["inference.json"], "preprocessing", (16, 16)),
+        (["inference.json", "inference_patches.json"], "preprocessing", (16, 16)),
+        (["train.json", "train_3d.json"], "train#preprocessing", (1,)),  # the sliding window pads small volumes
+        (["inference.json", "inference_3d.json"], "preprocessing", (1,)),
+    ],
+)
+def test_each_workflow_checks_the_smallest_input(configs, key, expected):
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / name) for name in configs])
+    parser["bundle_root"] = str(ROOT)
+    found = [t for t in parser.get_parsed_content(key).flatten().transforms if isinstance(t, CheckImageLabeld)]
+    assert [t.min_size for t in found] == [expected]
 
 
 def test_train_writes_learning_curve_and_transition_pngs(demo):
