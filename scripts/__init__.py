@@ -35,6 +35,7 @@ from . import (
     outputs,
     reports,
     robust_losses,
+    torchscript,
     tracking,
     transition,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "model_labels",
     "reports",
     "robust_losses",
+    "torchscript",
     "tracking",
     "transition",
 ]
