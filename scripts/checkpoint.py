@@ -314,7 +314,7 @@ class RunComplete(SystemExit):
 
 
 def check_ckpt_dir(ckpt_dir: str, resume: bool, max_epochs: int) -> None:
-    """What training finds in ``ckpt_dir`` before it writes anything (train.json's ``initialize``).
+    """What training finds in ``ckpt_dir`` before it writes anything (train.json's ``prepare_outputs``).
 
     - ``resume`` and a complete run (:func:`completed_run`: a valid ``checkpoint_final.pt`` at epoch ``max_epochs``
       or later): logs that the run is complete and raises :class:`RunComplete`, exit status 0, without training,
@@ -335,6 +335,6 @@ def check_ckpt_dir(ckpt_dir: str, resume: bool, max_epochs: int) -> None:
             raise RunComplete(message)
     elif os.path.isfile(os.path.join(ckpt_dir, "model.pt")):
         logger.warning(
-            f"ckpt_dir '{ckpt_dir}' holds a model.pt: this run replaces it with its own best model, and its "
-            "checkpoints (keep the old one by choosing another --ckpt_dir, or continue it with --resume true)"
+            f"ckpt_dir '{ckpt_dir}' holds a model.pt: this run replaces it, and the checkpoints there, with its own "
+            "(another --ckpt_dir keeps them; --resume true continues their run)"
         )

@@ -23,10 +23,18 @@ from collections.abc import Mapping, Sequence
 import torch
 from ignite.engine import Engine, Events
 
-__all__ = ["LOSS_GROWTH", "NORM_GROWTH", "DivergenceError", "StopOnDivergence", "learning_rates", "run_or_exit"]
+__all__ = [
+    "BOUNDED_TERMS",
+    "LOSS_GROWTH",
+    "NORM_GROWTH",
+    "DivergenceError",
+    "StopOnDivergence",
+    "learning_rates",
+    "run_or_exit",
+]
 
 # A bounded loss term above LOSS_GROWTH * max(1, |its first value in the run|) is divergence. Healthy runs: the
-# epoch-mean loss never exceeded 1.8 times its first-epoch value in 16 demo runs (JCAS, CE, ADELE; the correction
+# epoch-mean loss never exceeded 1.6 times its first-epoch value in 16 demo runs (JCAS, CE, ADELE; the correction
 # stage adds terms), and a diverging one (learning_rate 1e6) reached 7e17.
 LOSS_GROWTH = 1e3
 # The network's parameter norm above NORM_GROWTH times its norm at the start of the run is divergence. Healthy runs:
@@ -76,7 +84,7 @@ class StopOnDivergence:
       .. math:: \\lVert \\theta \\rVert_2 > g_N \\lVert \\theta_1 \\rVert_2
 
     Both references are taken from the run itself (a resumed run: from the restored state), and the margins are wide
-    (see the constants: healthy runs stay below 1.8 and 1.01 times). ignite's ``TerminateOnNan`` would end the run
+    (see the constants: healthy runs stay below 1.6 and 1.01 times). ignite's ``TerminateOnNan`` would end the run
     quietly (exit status 0, and ``COMPLETED`` fires, so the final checkpoint is attempted) and a finite divergence
     (``loss_class`` 7e17, weights 2e19) not at all. The check precedes the epoch's checkpoint and validation
     (``EPOCH_COMPLETED``), so no checkpoint of a diverged epoch is written. Under DDP the gradients are averaged, so
@@ -135,6 +143,7 @@ class StopOnDivergence:
             self.first_norm = self.network_norm()
 
     def terms(self, engine: Engine) -> dict[str, float]:
+        """The loss terms of this iteration (``loss.last_terms``), with the engine output's ``"loss"`` as ``total``."""
         terms = {name: float(value) for name, value in getattr(self.loss, "last_terms", {}).items()}
         output = engine.state.output
         if "total" not in terms and isinstance(output, Mapping) and "loss" in output:
