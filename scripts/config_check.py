@@ -376,7 +376,7 @@ def _transition_problem(value: Any, num_classes: Any) -> str | None:
     if negative or any(abs(t - 1) > 1e-3 for t in sums):
         return (
             f"transition_init: expected a row-stochastic {shape} matrix (entries >= 0, each row summing to 1: row i "
-            f"is p(noisy | clean i)), got {value!r}, row sums {[round(t, 4) for t in sums]}"
+            f"is p(noisy | clean i)), got {value!r}, row sums {[round(float(t), 4) for t in sums]}"
         )
     return None
 

@@ -85,7 +85,9 @@ def _acquire(key: str, folder: Path) -> IO[str]:
         ) from None
     handle.seek(0)
     handle.truncate()
-    handle.write(f"pid {os.getpid()}: {' '.join([os.path.basename(sys.executable), *sys.argv])}\n")
+    argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]  # as typed: python -m monai.bundle ...
+    command = " ".join(" ".join([os.path.basename(argv[0]), *argv[1:]]).split())  # one line
+    handle.write(f"pid {os.getpid()}: {command if len(command) <= 500 else command[:500] + ' ...'}\n")
     handle.flush()
     return handle
 
