@@ -66,6 +66,8 @@ def refresh_torchscript(
     Returns:
         whether ``model.ts`` was written.
     """
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() > 0:
+        return False  # under torchrun process 0 writes the files
     ts_path = os.path.join(ckpt_dir, f"{model_name}.ts")
     pt_path = os.path.join(ckpt_dir, f"{model_name}.pt")
     if not os.path.isfile(ts_path) or not os.path.isfile(pt_path):

@@ -427,7 +427,7 @@ def test_kill_and_resume(tiny, tmp_path):
         assert checkpoint_problem(models / name) is None, name
 
     other = ConfigWorkflow(str(CONFIGS / "train.json"), workflow_type="train", bundle_root=str(ROOT), **override)
-    other.parser.update({"resume": True, "embedding_channels": 16})  # another configuration
+    other.parser.update({"resume": True, "embedding_channels": 16, "max_epochs": 4})  # another configuration
     other.initialize()
     with pytest.raises(RuntimeError) as info:
         other.run()
@@ -436,7 +436,7 @@ def test_kill_and_resume(tiny, tmp_path):
         causes.append(causes[-1].__cause__)
     assert any(
         isinstance(e, CheckpointError)
-        and str(e).startswith(f"cannot resume from '{models}/checkpoint_epoch=3.pt': ValueError: embedding_channels")
+        and str(e).startswith(f"cannot resume from '{models}/checkpoint_final.pt': ValueError: embedding_channels")
         and "embedding_channels is 8 in the checkpoint, 16 in the config" in str(e)
         for e in causes
     ), causes
