@@ -22,8 +22,10 @@ from . import (
     demo_data,
     demo_data_3d,
     distributed,
+    divergence,
     early_learning,
     export_onnx,
+    folder_lock,
     handlers,
     losses,
     model_labels,
@@ -33,9 +35,11 @@ from . import (
     outputs,
     reports,
     robust_losses,
+    torchscript,
     tracking,
     transition,
 )
+from .checkpoint import latest_checkpoint
 from .dar import DAR, dar_rectify
 from .data import CheckImageLabeld, LoadImageByFormatd, load_datalist
 from .demo_data import ensure_demo_dataset, make_demo_dataset
@@ -47,7 +51,6 @@ from .handlers import (
     TransitionEstimateHandler,
     TransitionOptimizerHandler,
     ValidationPlateauStop,
-    latest_checkpoint,
 )
 from .losses import CALCLoss, class_prior
 from .network import JCASNet
@@ -97,10 +100,12 @@ __all__ = [
     "demo_data",
     "demo_data_3d",
     "distributed",
+    "divergence",
     "early_learning",
     "ensure_demo_dataset",
     "ensure_demo_dataset_3d",
     "export_onnx",
+    "folder_lock",
     "handlers",
     "label_palette",
     "latest_checkpoint",
@@ -117,6 +122,7 @@ __all__ = [
     "model_labels",
     "reports",
     "robust_losses",
+    "torchscript",
     "tracking",
     "transition",
 ]

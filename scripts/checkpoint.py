@@ -9,7 +9,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 """Training state that can be trusted: checkpoints written atomically, never with a NaN or an infinity, resumed only
-from a file that loads and matches the configuration; training stops at the first non-finite loss or parameter.
+from a file that loads and matches the configuration, never from one older than a valid final checkpoint; a resumed
+run that is already complete ends without training (divergence stops in :mod:`scripts.divergence`).
 
 MONAI's ``CheckpointSaver`` and ``CheckpointLoader`` do the work; the classes here are thin subclasses that swap in
 an atomic, finite-only ``DiskSaver`` and make the loader's errors name the file and the mismatching setting.
@@ -17,8 +18,8 @@ an atomic, finite-only ``DiskSaver`` and make the loader's errors name the file 
 
 from __future__ import annotations
 
+import glob
 import logging
-import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -30,26 +31,27 @@ from ignite.engine import Engine, Events
 from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
+from .divergence import DivergenceError
+
 __all__ = [
+    "FINAL_FILENAME",
     "AtomicDiskSaver",
     "CheckpointError",
     "CheckpointSettings",
-    "DivergenceError",
     "NonFiniteStateError",
+    "RunComplete",
     "SafeCheckpointLoader",
     "SafeCheckpointSaver",
-    "StopOnNonFinite",
+    "check_ckpt_dir",
     "checkpoint_problem",
+    "completed_run",
+    "latest_checkpoint",
     "newest_loadable",
     "non_finite_tensors",
-    "run_or_exit",
+    "saved_epoch",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class DivergenceError(FloatingPointError):
-    """Training produced a NaN or an infinity (loss term, parameter or checkpointed state)."""
 
 
 class NonFiniteStateError(DivergenceError):
@@ -226,15 +228,30 @@ def checkpoint_problem(path: str | os.PathLike) -> str | None:
     return f"non-finite values in {_names(bad)}" if bad else None
 
 
-def newest_loadable(paths: Sequence[str]) -> str:
-    """The newest of ``paths`` (highest number in the name, then modification time) that
-    :func:`checkpoint_problem` finds nothing wrong with; each newer one skipped is logged with the reason.
+def saved_epoch(path: str | os.PathLike) -> int | None:
+    """The last completed epoch of the training checkpoint at ``path`` (its ignite trainer state), or None when it
+    does not load or holds no trainer state."""
+    try:
+        trainer = torch.load(path, map_location="cpu", weights_only=True).get("trainer")
+        if "epoch" in trainer:
+            return int(trainer["epoch"])
+        return int(trainer["iteration"]) // int(trainer["epoch_length"])  # what ignite keeps for a resumable epoch
+    except Exception:
+        return None
+
+
+def newest_loadable(paths: Sequence[str], epochs: Mapping[str, int] | None = None) -> str:
+    """The newest of ``paths`` (highest epoch, then modification time) that :func:`checkpoint_problem` finds nothing
+    wrong with; each newer one skipped is logged with the reason. The epoch of a file is ``epochs[path]`` when
+    given, else the last number in its name.
 
     Raises:
         FileNotFoundError: when none loads, listing each file and why.
     """
 
     def newness(path: str) -> tuple[int, float]:
+        if epochs is not None and path in epochs:
+            return epochs[path], os.path.getmtime(path)
         numbers = re.findall(r"\d+", os.path.basename(path))
         return (int(numbers[-1]) if numbers else -1, os.path.getmtime(path))
 
@@ -248,60 +265,76 @@ def newest_loadable(paths: Sequence[str]) -> str:
     raise FileNotFoundError("no checkpoint to resume from loads: " + "; ".join(skipped))
 
 
-class StopOnNonFinite:
-    """Stops training at the first iteration whose loss terms or parameters are not finite.
+FINAL_FILENAME = "checkpoint_final.pt"  # train.json's final_filename: written when training completes
 
-    After every iteration (so after the optimiser step) each term of ``loss.last_terms`` and every parameter of
-    ``network`` and ``loss`` (``T_C``, ``T_A``) is checked; the first NaN or infinity raises
-    :class:`DivergenceError` naming the epoch, the iteration and the terms (or parameters). ignite's
-    ``TerminateOnNan`` would end the run quietly (exit status 0, and ``COMPLETED`` fires, so the final checkpoint is
-    attempted) without naming the iteration or the term; here the run fails, and no checkpoint of the diverged
-    epoch is written. Under DDP the gradients are averaged, so every process diverges at the same iteration.
 
-    Args:
-        loss: the trainer's loss; its ``last_terms`` (name -> tensor) and parameters are checked.
-        network: the trained network, whose parameters are checked (None: only the loss).
+def latest_checkpoint(ckpt_dir: str, pattern: str = "checkpoint_epoch=*.pt", final: str = FINAL_FILENAME) -> str:
+    """Path of the newest checkpoint in ``ckpt_dir`` that loads, to resume training from.
+
+    Candidates: the files matching ``pattern`` (their epoch is the number in the name) and the final checkpoint
+    ``final`` (its epoch is the one it saved, :func:`saved_epoch`). Newest: the highest epoch, then the latest
+    modification time. A checkpoint that is empty, does not load with ``torch.load(weights_only=True)`` or holds a
+    NaN or an infinity is skipped with a warning (:func:`newest_loadable`); so a corrupt newest epoch checkpoint
+    never sends a run back before a valid final one.
+
+    Raises:
+        FileNotFoundError: when ``ckpt_dir`` holds no candidate, or none of them loads.
     """
+    found = glob.glob(os.path.join(glob.escape(ckpt_dir), pattern))
+    final_path = os.path.join(ckpt_dir, final)
+    epochs = {}
+    if os.path.isfile(final_path):
+        found.append(final_path)
+        epoch = saved_epoch(final_path)
+        epochs[final_path] = -1 if epoch is None else epoch
+    if not found:
+        raise FileNotFoundError(f"no checkpoint '{pattern}' in '{ckpt_dir}' to resume from; train without resume first")
+    return newest_loadable(found, epochs)
 
-    def __init__(self, loss: torch.nn.Module, network: torch.nn.Module | None = None) -> None:
-        self.loss = loss
-        named = [] if network is None else [(f"network.{n}", p) for n, p in network.named_parameters()]
-        self.parameters = named + [(f"loss.{n}", p) for n, p in loss.named_parameters()]
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+def completed_run(ckpt_dir: str, max_epochs: int, final: str = FINAL_FILENAME) -> tuple[str, int] | None:
+    """``(path, epoch)`` of the final checkpoint in ``ckpt_dir`` when it loads, holds only finite values and saved
+    epoch ``max_epochs`` or later: the run is complete. None otherwise."""
+    path = os.path.join(ckpt_dir, final)
+    if not os.path.isfile(path) or checkpoint_problem(path) is not None:
+        return None
+    epoch = saved_epoch(path)
+    return (path, epoch) if epoch is not None and epoch >= max_epochs else None
 
-    def __call__(self, engine: Engine) -> None:
-        terms = {name: float(value) for name, value in getattr(self.loss, "last_terms", {}).items()}
-        output = engine.state.output
-        if "total" not in terms and isinstance(output, Mapping) and "loss" in output:
-            terms["total"] = float(output["loss"])
-        bad_terms = [name for name, value in terms.items() if not math.isfinite(value)]
-        params_ok = not self.parameters or bool(
-            torch.stack([p.detach().isfinite().all() for _, p in self.parameters]).all()
+
+class RunComplete(SystemExit):
+    """``--resume`` found the run complete: the process ends with exit status 0, having trained and written nothing."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def check_ckpt_dir(ckpt_dir: str, resume: bool, max_epochs: int) -> None:
+    """What training finds in ``ckpt_dir`` before it writes anything (train.json's ``prepare_outputs``).
+
+    - ``resume`` and a complete run (:func:`completed_run`: a valid ``checkpoint_final.pt`` at epoch ``max_epochs``
+      or later): logs that the run is complete and raises :class:`RunComplete`, exit status 0, without training,
+      without writing and without touching the final checkpoint (raise ``max_epochs`` to train further).
+    - not ``resume`` and a ``model.pt`` there: logs a warning that this run replaces it (and the checkpoints).
+
+    Raises:
+        RunComplete: the run is complete.
+    """
+    if resume:
+        done = completed_run(ckpt_dir, max_epochs)
+        if done is not None:
+            message = (
+                f"run complete: '{done[0]}' holds epoch {done[1]} of max_epochs {max_epochs}; nothing to train or "
+                "write (raise max_epochs to train further)"
+            )
+            logger.info(message)
+            raise RunComplete(message)
+    elif os.path.isfile(os.path.join(ckpt_dir, "model.pt")):
+        logger.warning(
+            f"ckpt_dir '{ckpt_dir}' holds a model.pt: this run replaces it, and the checkpoints there, with its own "
+            "(another --ckpt_dir keeps them; --resume true continues their run)"
         )
-        if not bad_terms and params_ok:
-            return
-        state = engine.state
-        where = f"epoch {state.epoch}, iteration {state.iteration}"
-        if state.epoch_length:
-            where += f" ({(state.iteration - 1) % state.epoch_length + 1} of {state.epoch_length} in the epoch)"
-        if bad_terms:
-            what = "non-finite loss term " + ", ".join(f"{name}={terms[name]}" for name in bad_terms)
-        else:
-            bad = [name for name, p in self.parameters if not bool(p.detach().isfinite().all())]
-            what = f"non-finite parameters after the optimiser step: {_names(bad)}"
-        values = ", ".join(f"{name}={value:.4g}" for name, value in terms.items())
-        raise DivergenceError(
-            f"training diverged at {where}: {what} (loss terms: {values}). No checkpoint of this epoch was written; "
-            "lower learning_rate (or transition_lr, the lambda_* weights) and train again."
-        )
-
-
-def run_or_exit(engine: Engine) -> None:
-    """Run ``engine``; when training diverges (:class:`DivergenceError`), end the process with the reason as the last
-    line of its output and exit status 1, instead of a traceback of the config runner (the traceback is logged)."""
-    try:
-        engine.run()
-    except DivergenceError as e:
-        raise SystemExit(f"{type(e).__name__}: {e}") from None

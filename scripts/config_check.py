@@ -41,6 +41,7 @@ __all__ = [
     "checked_choice",
     "config_problems",
     "install_exit_on_error",
+    "network_downsampling",
     "reported_error",
 ]
 
@@ -75,6 +76,25 @@ def _sizes(value: Any, spatial_dims: int) -> tuple | None:
     if isinstance(sizes, (list, tuple)) and len(sizes) == spatial_dims and all(_is_int(s) for s in sizes):
         return tuple(sizes)
     return None
+
+
+def network_downsampling(unet_strides: Any, spatial_dims: int) -> tuple[int, ...] | None:
+    """The UNet backbone's total downsampling per spatial dim: the product of ``unet_strides`` (each level one int,
+    or one int per dim), e.g. ``(16, 16)`` for ``[2, 2, 2, 2]`` in 2D; None when ``unet_strides`` is not such a list.
+
+    MONAI's UNet takes an input whose size in each dim is a multiple of this (else its skip connections do not
+    match: 40 x 40 with four strides of 2 fails), and whose deepest features (size / downsampling) hold more than one
+    element (its instance norm needs two: 16 x 16 fails, 16 x 32 runs).
+    """
+    if not isinstance(unet_strides, (list, tuple)) or not _is_int(spatial_dims) or spatial_dims < 1:
+        return None
+    total = [1] * spatial_dims
+    for stride in unet_strides:
+        per_dim = _sizes(stride, spatial_dims)
+        if per_dim is None or min(per_dim) < 1:
+            return None
+        total = [t * s for t, s in zip(total, per_dim, strict=True)]
+    return tuple(total)
 
 
 def _number_problem(key: str, value: Any, minimum: float, strict: bool = False) -> str | None:
@@ -142,6 +162,8 @@ def config_problems(
     inputs: Mapping[str, Any] | None = None,
     max_exact_affinity_pairs: int = MAX_EXACT_AFFINITY_PAIRS,
     loss_type: Any = None,
+    unet_strides: Any = None,
+    transition_init: Any = None,
 ) -> list[str]:
     """Each problem of the given config values, one line naming the key and what was expected (see
     :func:`check_config`). Values are the configs' keys of the same names; None (the default of most) skips a check.
@@ -150,13 +172,17 @@ def config_problems(
         num_classes: C, background included: an integer >= 2.
         class_names: C names, background first, or None.
         spatial_dims: 2 or 3.
-        image_size: the network's input size, one int or one per spatial dim (a size <= 0 keeps the image's).
+        image_size: the network's input size, one int or one per spatial dim (a size <= 0 keeps the image's); in
+            the patch and 3D configs the patch size. A multiple of the UNet's total downsampling in each dim, with
+            deepest features of two elements or more (see :func:`network_downsampling`).
         batch_size: images per training step, >= 1.
         num_samples: patches drawn per image (``RandCropByPosNegLabeld`` in ``train_3d.json`` and
             ``train_patches.json``), >= 1.
         max_epochs: epochs of the run, >= 1.
         warmup_epochs: epochs without correction, 0..max_epochs (max_epochs: no correction).
-        affinity_grid: the embedding's grid, one int or one per spatial dim, at most ``image_size``.
+        affinity_grid: the embedding's grid, one int or one per spatial dim, 2 to ``image_size`` in each: with one
+            cell along a dim the affinity loss compares no neighbours along it (a 1 x 1 grid: the loss is 0 and DAR
+            has one node).
         affinity_pairs: sampled pairs per image, a positive integer, or None for the exact affinity loss.
         lambda_affinity: weight of the affinity loss, >= 0.
         lambda_volume: weight of the volume term, >= 0.
@@ -171,6 +197,9 @@ def config_problems(
             (batch_size * num_samples * N^2, N the grid's product) when ``lambda_affinity`` > 0 and
             ``affinity_pairs`` is None.
         loss_type: the training loss, one of :data:`LOSS_TYPES`.
+        unet_strides: the UNet backbone's strides, one int (or one per spatial dim) per level.
+        transition_init: a number (the transitions' initial off-diagonal weight), or a ``num_classes`` square
+            row-stochastic matrix (non-negative, rows summing to 1 within 1e-3).
 
     Returns:
         the problems, empty when there are none.
@@ -224,10 +253,19 @@ def config_problems(
     ):
         if value is not None:  # None: not given, not checked
             problems.append(_number_problem(key, value, 0.0, strict))
+    if transition_init is not None:
+        problems.append(_transition_problem(transition_init, num_classes))
     if affinity_pairs is not None and (not _is_int(affinity_pairs) or affinity_pairs < 1):
         problems.append(
             f"affinity_pairs: expected a positive integer (sampled pairs per image) or null, got {affinity_pairs!r}"
         )
+    downsampling = None
+    if dims is not None and unet_strides is not None:
+        downsampling = network_downsampling(unet_strides, dims)
+        if downsampling is None:
+            problems.append(
+                f"unet_strides: expected a list of positive integers (or of {dims} per level), got {unet_strides!r}"
+            )
     if dims is not None:
         problems += _size_problems(
             dims,
@@ -237,6 +275,7 @@ def config_problems(
             lambda_affinity,
             batch_size * num_samples if _is_int(batch_size) else batch_size,
             max_exact_affinity_pairs,
+            downsampling,
         )
     problems += _output_problems(outputs or {}, inputs or {})
     return [p for p in problems if p]
@@ -250,18 +289,27 @@ def _size_problems(
     lambda_affinity: Any,
     batch_size: Any,
     max_pairs: int,
+    downsampling: tuple[int, ...] | None = None,
 ) -> list[str]:
-    """Problems of ``image_size`` and ``affinity_grid``: shapes, the grid within the image, the exact loss's pairs
-    (``batch_size``: the network's inputs per step, images × patches per image)."""
+    """Problems of ``image_size`` and ``affinity_grid``: shapes, the image against the network's downsampling, the
+    grid within the image, the exact loss's pairs (``batch_size``: the network's inputs per step, images × patches
+    per image)."""
     problems = []
     size = None if image_size is None else _sizes(image_size, dims)
     if image_size is not None and size is None:
         problems.append(f"image_size: expected {dims} integers (the network's input size), got {image_size!r}")
+    if size is not None and downsampling is not None:
+        problems += _downsampling_problems(size, downsampling)
     if affinity_grid is None:
         return problems
     grid = _sizes(affinity_grid, dims)
     if grid is None or min(grid) < 1:
         return problems + [f"affinity_grid: expected a positive integer or {dims} of them, got {affinity_grid!r}"]
+    if min(grid) < 2:
+        problems.append(
+            f"affinity_grid: expected at least 2 cells in each dimension (with one cell along a dimension the affinity "
+            f"loss compares no neighbours along it; a 1-cell grid makes it 0 and DAR a single node), got {list(grid)}"
+        )
     if size is not None:
         larger = [d for d in range(dims) if 0 < size[d] < grid[d]]  # a size <= 0 keeps the input's size: unknown
         if larger:
@@ -280,6 +328,54 @@ def _size_problems(
             f"grid {list(grid)}: lower affinity_grid, or set affinity_pairs (e.g. 65536) for the sampled estimate"
         )
     return problems
+
+
+def _downsampling_problems(size: tuple[int, ...], downsampling: tuple[int, ...]) -> list[str]:
+    """Problems of the network's input ``size`` (a size <= 0: the image's own, unknown) against the UNet's total
+    ``downsampling`` per dim (:func:`network_downsampling`)."""
+    known = [d for d in range(len(size)) if size[d] > 0]
+    why = (
+        f"the UNet's total downsampling, the product of unet_strides, is {list(downsampling)}; the patch and 3D "
+        "configs set image_size to patch_size"
+    )
+    off = [d for d in known if size[d] % downsampling[d]]
+    if off:
+        suggestion = [max(1, round(s / f)) * f if s > 0 else s for s, f in zip(size, downsampling, strict=True)]
+        return [
+            f"image_size: expected a multiple of {list(downsampling)} in each dimension ({why}), got {list(size)}, "
+            f"not a multiple in dimension {', '.join(map(str, off))} (e.g. {suggestion})"
+        ]
+    if len(known) == len(size) and math.prod(s // f for s, f in zip(size, downsampling, strict=True)) < 2:
+        return [
+            f"image_size: expected at least twice {list(downsampling)} in one dimension ({why}; the deepest features "
+            f"need two elements for the instance norm), got {list(size)}, deepest features "
+            f"{[s // f for s, f in zip(size, downsampling, strict=True)]}"
+        ]
+    return []
+
+
+def _transition_problem(value: Any, num_classes: Any) -> str | None:
+    """Why ``value`` is not a valid ``transition_init`` (a finite number or a C x C row-stochastic matrix), or None."""
+    if _is_number(value):
+        return None if math.isfinite(value) else f"transition_init: expected a finite number, got {value!r}"
+    size = num_classes if _is_int(num_classes) else None
+    rows = value if isinstance(value, (list, tuple)) else None
+    square = (
+        rows is not None
+        and (size is None or len(rows) == size)
+        and all(isinstance(r, (list, tuple)) and len(r) == len(rows) and all(map(_is_number, r)) for r in rows)
+    )
+    shape = f"{size} x {size}" if size is not None else "square"
+    if not square:
+        return f"transition_init: expected a number or a {shape} matrix (one row per clean class), got {value!r}"
+    negative = any(not math.isfinite(v) or v < 0 for r in rows for v in r)
+    sums = [sum(r) for r in rows]
+    if negative or any(abs(t - 1) > 1e-3 for t in sums):
+        return (
+            f"transition_init: expected a row-stochastic {shape} matrix (entries >= 0, each row summing to 1: row i "
+            f"is p(noisy | clean i)), got {value!r}, row sums {[round(float(t), 4) for t in sums]}"
+        )
+    return None
 
 
 def checked_choice(key: str, value: Any, choices: Sequence[Any]) -> Any:
@@ -307,7 +403,9 @@ def check_config(**values: Any) -> None:
     """Check config values before the run reads data or writes files; the keys are :func:`config_problems`'s.
 
     Checks: ``loss_type`` a known loss; ``num_classes`` >= 2; ``class_names`` one per class; ``spatial_dims`` 2 or 3;
-    ``image_size`` and ``affinity_grid`` one int (or one per spatial dim) each, the grid no larger than the image; with
+    ``image_size`` and ``affinity_grid`` one int (or one per spatial dim) each, the image a multiple of the UNet's
+    total downsampling (``unet_strides``) with deepest features of two elements or more, the grid 2 cells or more
+    and no larger than the image; ``transition_init`` a number or a C x C row-stochastic matrix; with
     the exact affinity loss (``affinity_pairs`` null, ``lambda_affinity`` > 0) at most ``max_exact_affinity_pairs``
     (:data:`MAX_EXACT_AFFINITY_PAIRS`) pixel pairs a step; ``warmup_epochs`` <= ``max_epochs`` (equal: the explicit way
     to train without noise correction, logged); loss weights, ``weight_decay`` and ``transition_lr`` >= 0,
@@ -333,8 +431,9 @@ def check_config(**values: Any) -> None:
 
 
 def reported_error(error: BaseException) -> BaseException:
-    """The error to report for ``error``: the innermost one of its chain (causes, contexts) raised by the bundle's
-    scripts, else the innermost one; a :class:`ConfigError` anywhere in the chain wins."""
+    """The error to report for ``error``: the outermost one of its chain (causes, contexts) raised by the bundle's
+    scripts (whose message carries the context the bundle added, e.g. the checkpoint's path around the setting that
+    differs), else the innermost one; a :class:`ConfigError` anywhere in the chain wins."""
     chain: list[BaseException] = []
     while error is not None and all(error is not e for e in chain):
         chain.append(error)
@@ -342,7 +441,7 @@ def reported_error(error: BaseException) -> BaseException:
     for e in chain:
         if isinstance(e, ConfigError):
             return e
-    for e in reversed(chain):
+    for e in chain:
         tb = e.__traceback__
         while tb is not None and tb.tb_next is not None:
             tb = tb.tb_next

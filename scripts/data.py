@@ -274,8 +274,10 @@ def _name(data: Mapping[Hashable, Any], key: Hashable) -> str:
 
 
 def _values(x: torch.Tensor, limit: int = 10) -> str:
-    values = torch.unique(x)
-    shown = [int(v) if float(v).is_integer() else float(v) for v in values[:limit].tolist()]
+    """The distinct values of ``x``, at most ``limit`` of them: ``[1.5, 7, nan]`` (NaN once, though NaN != NaN)."""
+    nan = x.is_floating_point() and bool(torch.isnan(x).any())
+    values = torch.unique(x[~torch.isnan(x)] if nan else x).tolist() + ([float("nan")] if nan else [])
+    shown = [int(v) if float(v).is_integer() else float(v) for v in values[:limit]]
     return f"{shown}{' ...' if len(values) > limit else ''}"
 
 
@@ -327,9 +329,9 @@ class CheckImageLabeld(MapTransform):
     """Check a channel-first image and its label maps; raise ``ValueError`` naming the file and the problem.
 
     Run after ``EnsureChannelFirstd``. The first key is the image (``CH[WD]``), the others label maps
-    (``1H[WD]``), absent labels are skipped (inference). Checks: image channel count, spatial dimensions, finite
-    values; per label: one channel, the image's spatial size, values in 0..C-1 or ``ignore_index``. Data pass
-    through unchanged.
+    (``1H[WD]``), absent labels are skipped (inference). Checks: image channel count, spatial dimensions, the
+    smallest size the network takes, finite values; per label: one channel, the image's spatial size, values in
+    0..C-1 or ``ignore_index``. Data pass through unchanged.
 
     Args:
         keys: image key, then label keys.
@@ -337,6 +339,9 @@ class CheckImageLabeld(MapTransform):
         image_channels: expected image channels (3 for RGB, 1 for grey), None to skip the check.
         ignore_index: label value allowed besides 0..C-1 (e.g. 255), None for none.
         spatial_dims: expected spatial dimensions of the image (2 or 3), None to skip the check.
+        min_size: the smallest spatial size the network takes, one int or one per spatial dim (the configs'
+            ``min_input_size``: the UNet's total downsampling where the input is resized for the network, 1 where a
+            sliding window pads it); None to skip the check.
 
     Raises:
         ValueError: on invalid arguments; when called, on the first failed check.
@@ -350,6 +355,7 @@ class CheckImageLabeld(MapTransform):
         image_channels: int | None = None,
         ignore_index: int | None = None,
         spatial_dims: int | None = None,
+        min_size: int | Sequence[int] | None = None,
     ) -> None:
         super().__init__(keys, allow_missing_keys=True)
         if num_classes < 1:
@@ -360,8 +366,12 @@ class CheckImageLabeld(MapTransform):
             raise ValueError(f"expected ignore_index outside the classes 0..{num_classes - 1}, got {ignore_index}")
         if spatial_dims not in (None, 1, 2, 3):
             raise ValueError(f"expected spatial_dims 1, 2, 3 or None, got {spatial_dims}")
+        sizes = [min_size] if isinstance(min_size, int) else list(min_size or [])
+        if min_size is not None and (not sizes or not all(isinstance(m, int) and m >= 1 for m in sizes)):
+            raise ValueError(f"expected min_size a positive int, one per spatial dim, or None, got {min_size!r}")
         self.num_classes, self.image_channels = num_classes, image_channels
         self.ignore_index, self.spatial_dims = ignore_index, spatial_dims
+        self.min_size = None if min_size is None else tuple(sizes)
 
     def _check_image(self, d: Mapping[Hashable, Any], key: Hashable) -> torch.Tensor:
         image = torch.as_tensor(d[key])
@@ -376,6 +386,14 @@ class CheckImageLabeld(MapTransform):
                 f"{_name(d, key)}: expected {self.image_channels} image channels, got {shape[0]} (shape {shape}; "
                 "an RGBA PNG has 4, a grey one 1; is EnsureChannelFirstd before this check?)"
             )
+        if self.min_size is not None:
+            spatial = shape[1:]
+            smallest = self.min_size * len(spatial) if len(self.min_size) == 1 else self.min_size
+            if len(smallest) != len(spatial) or any(s < m for s, m in zip(spatial, smallest, strict=False)):
+                raise ValueError(
+                    f"{_name(d, key)}: spatial size {spatial} is smaller than the network takes: expected at least "
+                    f"{list(smallest)} (min_input_size: the UNet's total downsampling, the product of unet_strides)"
+                )
         if image.is_floating_point() and not bool(torch.isfinite(image).all()):
             raise ValueError(f"{_name(d, key)}: image has NaN or infinite values")
         return image

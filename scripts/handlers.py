@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from monai.engines.utils import IterationEvents
 from monai.handlers import EarlyStopHandler, TensorBoardHandler
 from torch.utils.tensorboard import SummaryWriter
 
+from .divergence import DivergenceError
 from .early_learning import EarlyLearningMonitor
 from .losses import CALCLoss
 from .transition import (
@@ -42,26 +42,7 @@ __all__ = [
     "TransitionEstimateHandler",
     "TransitionOptimizerHandler",
     "ValidationPlateauStop",
-    "latest_checkpoint",
 ]
-
-
-def latest_checkpoint(ckpt_dir: str, pattern: str = "checkpoint_epoch=*.pt") -> str:
-    """Path of the newest checkpoint in ``ckpt_dir`` that loads, to resume training from.
-
-    Newest: the highest epoch number in the name, then the latest modification time. A checkpoint that is empty,
-    does not load with ``torch.load(weights_only=True)`` or holds a NaN or an infinity is skipped with a warning
-    (:func:`scripts.checkpoint.newest_loadable`).
-
-    Raises:
-        FileNotFoundError: when ``ckpt_dir`` holds no file matching ``pattern``, or none of them loads.
-    """
-    from .checkpoint import newest_loadable  # imported here: the checkpoint tools are not handlers of this module
-
-    found = glob.glob(os.path.join(ckpt_dir, pattern))
-    if not found:
-        raise FileNotFoundError(f"no checkpoint '{pattern}' in '{ckpt_dir}' to resume from; train without resume first")
-    return newest_loadable(found)
 
 
 class CALCStageHandler:
@@ -291,7 +272,12 @@ class TransitionEstimateHandler:
 
     @torch.no_grad()
     def estimate(self) -> torch.Tensor:
-        """The (C, C) class transition estimated from ``data_loader`` with the current network."""
+        """The (C, C) class transition estimated from ``data_loader`` with the current network.
+
+        Raises:
+            DivergenceError: the network's posteriors hold a NaN or an infinity.
+            ValueError: the data loader gave no image (or, for ``"trusted"``, no labelled pixel).
+        """
         device = self.device or next(self.network.parameters()).device
         num_classes = self.loss.num_classes
         sums = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
@@ -303,6 +289,12 @@ class TransitionEstimateHandler:
             for batch in self.data_loader:
                 images = batch["image"].to(device)
                 probs = (self.network(images) if self.inferer is None else self.inferer(images, self.network)).float()
+                if not bool(torch.isfinite(probs).all()):
+                    raise DivergenceError(
+                        f"the network diverged: at the transition estimate ({self.source}, start of epoch "
+                        f"{int(self.loss.switch_epoch)}) {int((~torch.isfinite(probs)).sum())} of its {probs.numel()} "
+                        "class posteriors are NaN or infinite; lower learning_rate and train again"
+                    )
                 if self.source == "trusted":
                     sums += soft_confusion(probs, batch["label"].to(device), num_classes, self.loss.ignore_index)
                     continue

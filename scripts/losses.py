@@ -348,7 +348,7 @@ class CALCLoss(_Loss):
         self.t_class = NoiseTransition(num_classes, 0.0 if known else transition_init)
         self.t_affinity = NoiseTransition(2, 0.0 if known else transition_init)
         if known:  # T_C from it, T_A from the affinity transition it implies
-            self.set_transitions(transition_init)
+            self.set_transitions(transition_init, key="transition_init")
         self.register_buffer("_correction", torch.tensor(bool(correction)))
         # the first epoch of the correction stage (-1: not reached yet), set by scripts.handlers.CALCStageHandler
         self.register_buffer("switch_epoch", torch.tensor(-1, dtype=torch.int64))
@@ -364,14 +364,14 @@ class CALCLoss(_Loss):
         self._correction.fill_(bool(value))
 
     @torch.no_grad()
-    def set_transitions(self, t_class: Sequence[Sequence[float]] | torch.Tensor) -> None:
+    def set_transitions(self, t_class: Sequence[Sequence[float]] | torch.Tensor, key: str = "T_C") -> None:
         """Set ``T_C`` to a known or estimated (C, C) class transition (see
-        :func:`scripts.transition.transition_weight`) and ``T_A`` to the affinity transition it implies with the
-        class prior; both stay learnable."""
-        weight = transition_weight(t_class, self.num_classes).to(self.t_class.weight)
+        :func:`scripts.transition.transition_weight`; ``key`` names it in errors) and ``T_A`` to the affinity
+        transition it implies with the class prior; both stay learnable."""
+        weight = transition_weight(t_class, self.num_classes, key).to(self.t_class.weight)
         self.t_class.weight.copy_(weight)
         implied = affinity_transition_from_class(self.t_class(), self.class_prior)
-        self.t_affinity.weight.copy_(transition_weight(implied, 2).to(self.t_affinity.weight))
+        self.t_affinity.weight.copy_(transition_weight(implied, 2, "T_A").to(self.t_affinity.weight))
 
     def forward(self, pred: dict[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         """Total loss (scalar); the detached terms are kept in ``self.last_terms`` for logging."""

@@ -36,24 +36,49 @@ __all__ = [
 _PROB_FLOOR = 1e-4  # entries of an initial transition are floored here before the log
 
 
-def transition_weight(init: float | Sequence[Sequence[float]] | torch.Tensor, num_classes: int) -> torch.Tensor:
+def _check_posteriors(probs: torch.Tensor, what: str) -> None:
+    """Refuse posteriors holding a NaN or an infinity: the network that gave them diverged."""
+    if not bool(torch.isfinite(probs).all()):
+        bad = int((~torch.isfinite(probs)).sum())
+        raise ValueError(
+            f"{what}: {bad} of {probs.numel()} class posteriors are NaN or infinite: the network diverged (lower "
+            "learning_rate and train again); no transition can be estimated from them"
+        )
+
+
+def transition_weight(
+    init: float | Sequence[Sequence[float]] | torch.Tensor, num_classes: int, key: str = "transition_init"
+) -> torch.Tensor:
     """The (K, K) weight ``W`` of :class:`NoiseTransition` for a scalar ``init`` or an initial transition matrix.
 
     Args:
         init: a number, the off-diagonal entries of ``W`` (its diagonal is 0), or a (K, K) row-stochastic matrix
             ``T``, giving ``W = log(max(T, 1e-4))`` so that ``softmax(W) ≈ T``.
         num_classes: K.
+        key: what ``init`` is called in the error messages (the config key ``transition_init``, or ``T_C``).
 
     Raises:
-        ValueError: a matrix of the wrong shape, with negative entries or rows not summing to 1.
+        ValueError: naming ``key``: a matrix of the wrong shape, with negative or non-finite entries or rows not
+            summing to 1.
     """
     matrix = torch.as_tensor(init, dtype=torch.float32)
     if matrix.ndim == 0:
         return torch.full((num_classes, num_classes), float(matrix)).fill_diagonal_(0.0)
     if matrix.shape != (num_classes, num_classes):
-        raise ValueError(f"an initial transition must be ({num_classes}, {num_classes}), got {tuple(matrix.shape)}")
-    if (matrix < 0).any() or not torch.allclose(matrix.sum(dim=1), torch.ones(num_classes), atol=1e-3):
-        raise ValueError(f"an initial transition must be non-negative with rows summing to 1, got {matrix.tolist()}")
+        raise ValueError(
+            f"{key}: expected a number or a ({num_classes}, {num_classes}) transition matrix, got shape "
+            f"{tuple(matrix.shape)}"
+        )
+    sums = matrix.sum(dim=1)
+    if (
+        not bool(torch.isfinite(matrix).all())
+        or (matrix < 0).any()
+        or not torch.allclose(sums, torch.ones_like(sums), atol=1e-3)
+    ):
+        raise ValueError(
+            f"{key}: expected a row-stochastic transition matrix (entries non-negative, rows summing to 1), got "
+            f"{matrix.tolist()}, row sums {[round(v, 4) for v in sums.tolist()]}"
+        )
     return torch.log(matrix.clamp_min(_PROB_FLOOR))
 
 
@@ -143,7 +168,11 @@ def soft_confusion(
 
     Returns:
         (C, C) float64 sums, rows clean, columns noisy.
+
+    Raises:
+        ValueError: ``probs`` holds a NaN or an infinity (the network diverged), or the shapes or labels are wrong.
     """
+    _check_posteriors(probs, "soft_confusion")
     if labels.ndim == probs.ndim:
         labels = labels[:, 0]
     if labels.shape != probs.shape[:1] + probs.shape[2:] or probs.shape[1] != num_classes:
@@ -183,11 +212,15 @@ def anchor_transition(probs: torch.Tensor, prior: torch.Tensor, top_fraction: fl
 
     Returns:
         (C, C) float32 row-stochastic estimate, rows clean, columns noisy.
+
+    Raises:
+        ValueError: ``probs`` holds a NaN or an infinity (the network diverged), or the arguments are wrong.
     """
     if probs.ndim != 2 or prior.shape != probs.shape[1:]:
         raise ValueError(f"expected (M, C) probs and a (C,) prior, got {tuple(probs.shape)} and {tuple(prior.shape)}")
     if not 0 < top_fraction <= 1:
         raise ValueError(f"top_fraction must lie in (0, 1], got {top_fraction}")
+    _check_posteriors(probs, "anchor_transition")
     probs = probs.detach().double()
     prior = prior.to(probs) / prior.sum()
     rows = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -24,11 +25,13 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Events
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigParser, ConfigWorkflow
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from benchmarks.bundle_runs import cli_value
+from scripts.config_check import reported_error
+from scripts.data import CheckImageLabeld
 from scripts.demo_data import make_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +87,9 @@ def demo(tmp_path_factory) -> dict:
     """A tiny demo dataset and the overrides that train on it for two epochs (one warm-up, one correction)."""
     root = tmp_path_factory.mktemp("bundle")
     override = tiny_demo(root)
+    (root / "models").mkdir()
+    torch.jit.script(torch.nn.Linear(1, 1)).save(str(root / "models" / "model.ts"))  # as a shipped export
+    os.utime(root / "models" / "model.ts", (1e9, 1e9))  # older than any model.pt training writes
     wf = workflow(["train.json"], "train", **override)
     assert wf.check_properties() in (None, [])
     run(wf)
@@ -122,6 +128,59 @@ def test_train_writes_checkpoints_and_logs(demo):
     assert {f"val_case/{i}" for i in range(4)} <= set(events.Tags()["images"])  # the four validation cases
     case = events.Images("val_case/0")[-1]
     assert (case.height, case.width) == (64, 3 * 80)  # image | label | prediction, upright (H x W)
+
+
+def test_training_re_exports_model_ts(demo):
+    """A ckpt_dir holding model.ts (models/ ships one) gets it re-exported from the new model.pt at the end of
+    training, with ckpt_export's extra files, instead of a stale export of other weights."""
+    models = demo["root"] / "models"
+    extra = {"metadata.json": "", "inference.json": ""}
+    exported = torch.jit.load(str(models / "model.ts"), map_location="cpu", _extra_files=extra)
+    best = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
+    assert set(exported.state_dict()) == set(best)
+    for name, value in best.items():
+        torch.testing.assert_close(exported.state_dict()[name], value, msg=name)
+    assert (
+        json.loads(extra["metadata.json"])["version"] == json.loads((CONFIGS / "metadata.json").read_text())["version"]
+    )
+    assert json.loads(extra["inference.json"]) == json.loads((CONFIGS / "inference.json").read_text())
+    assert not [p.name for p in models.iterdir() if p.name.startswith("tmp")]
+
+
+def test_an_input_too_small_for_the_network_is_refused_with_its_name(tmp_path, monkeypatch):
+    """Inference on a 1 x 1 frame ended in the PNG writer with 'IndexError: tuple index out of range' and no file
+    name; the input check refuses it before the network runs, naming the file."""
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # initialize installs the bundle's hook: restore it
+    (tmp_path / "frames").mkdir()
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tmp_path / "frames" / "dot.png")
+    override = {"input_dir": str(tmp_path / "frames"), "input_pattern": "*.png", "output_dir": str(tmp_path / "out")}
+    wf = workflow(["inference.json"], "infer", dataset_dir=str(tmp_path / "data"), **override)  # the shipped model
+    with pytest.raises(RuntimeError) as info:
+        wf.run()
+    assert str(reported_error(info.value)) == (
+        f"image '{tmp_path}/frames/dot.png': spatial size (1, 1) is smaller than the network takes: expected at "
+        "least [16, 16] (min_input_size: the UNet's total downsampling, the product of unet_strides)"
+    )
+    assert not list((tmp_path / "out").rglob("*.png"))
+
+
+@pytest.mark.parametrize(
+    "configs, key, expected",
+    [
+        (["train.json"], "train#preprocessing", (16, 16)),
+        (["train.json", "evaluate.json"], "validate#preprocessing", (16, 16)),
+        (["inference.json"], "preprocessing", (16, 16)),
+        (["inference.json", "inference_patches.json"], "preprocessing", (16, 16)),
+        (["train.json", "train_3d.json"], "train#preprocessing", (1,)),  # the sliding window pads small volumes
+        (["inference.json", "inference_3d.json"], "preprocessing", (1,)),
+    ],
+)
+def test_each_workflow_checks_the_smallest_input(configs, key, expected):
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / name) for name in configs])
+    parser["bundle_root"] = str(ROOT)
+    found = [t for t in parser.get_parsed_content(key).flatten().transforms if isinstance(t, CheckImageLabeld)]
+    assert [t.min_size for t in found] == [expected]
 
 
 def test_train_writes_learning_curve_and_transition_pngs(demo):
@@ -211,10 +270,27 @@ def test_monai_bundle_load_builds_the_inference_workflow(tmp_path):
     torch.testing.assert_close(state["class_head.weight"].cpu(), shipped["class_head.weight"])
 
 
+def committed(path: Path) -> bool | None:
+    """Whether ``path`` holds its committed bytes (None: no git checkout to tell, e.g. an unpacked release)."""
+    try:
+        done = [
+            subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+            for args in (["rev-parse", f"HEAD:{path.relative_to(ROOT)}"], ["hash-object", str(path)])
+        ]
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if any(d.returncode for d in done):
+        return None
+    return done[0].stdout.strip() == done[1].stdout.strip()
+
+
 def test_shipped_model_beats_threshold_on_demo_test_split(tmp_path):
     """The shipped weights score on the held-out clean test split of the demo data what configs/metadata.json says,
-    through the documented evaluate command. They are read from models/model.ts (the committed export of the
-    shipped checkpoint), because the README's training command rewrites models/model.pt."""
+    through the documented evaluate command. They are read from models/model.ts, the committed export of the
+    shipped checkpoint; the README's training command retrains into models/ (model.pt, and model.ts re-exported),
+    and then this is skipped: ``git checkout models/`` restores the shipped model."""
+    if committed(ROOT / "models" / "model.ts") is False:
+        pytest.skip("models/model.ts is not the shipped export (retrained here?); git checkout models/ restores it")
     shipped = tmp_path / "model.pt"
     torch.save(torch.jit.load(str(ROOT / "models" / "model.ts"), map_location="cpu").state_dict(), shipped)
     override = {"dataset_dir": str(tmp_path / "demo"), "output_dir": str(tmp_path), "model_path": str(shipped)}

@@ -169,7 +169,8 @@ def test_inference_writes_predictions_in_the_input_geometry(scans, tmp_path):
     inputs.mkdir()
     shutil.copy(scans["data"] / "oblique.nii.gz", inputs)
     shutil.copytree(scans["data"] / "series", inputs / "series")
-    override = {key: OVERRIDE_3D[key] for key in ("num_classes", "pixdim", "patch_size", "sw_batch_size")}
+    keys = (*TINY_NET, "num_classes", "pixdim", "patch_size", "sw_batch_size")  # the network's keys: sizes checked
+    override = {key: OVERRIDE_3D[key] for key in keys}
     override.update(input_dir=str(inputs), input_pattern="*", output_dir=str(tmp_path / "out"), handlers=[])
     wf = workflow(["inference.json", "common_3d.json"], "infer", **override, network=ThresholdNet())
     assert wf.check_properties() in (None, [])  # MONAI's InferProperties

@@ -8,11 +8,13 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Crash-safe checkpoints, divergence stop and resume checks (``scripts/checkpoint.py``).
+"""Crash-safe checkpoints and resume checks (``scripts/checkpoint.py``).
 
 Run as a module (``python -m tests.test_checkpoint PAUSE MARKER ARGS...``) this file is the training process that
 ``test_kill_and_resume`` kills: it runs ``monai.bundle ARGS`` and pauses, after touching MARKER, halfway through
-writing the checkpoint of epoch N (PAUSE ``save:N``) or in the N-th training iteration (PAUSE ``iteration:N``).
+writing the checkpoint of epoch N (PAUSE ``save:N``) or in the N-th training iteration (PAUSE ``iteration:N``);
+with PAUSE ``hold:N`` it pauses in the N-th iteration until MARKER is deleted, then trains on
+(``tests/test_folder_lock.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -40,17 +41,19 @@ from scripts.checkpoint import (
     AtomicDiskSaver,
     CheckpointError,
     CheckpointSettings,
-    DivergenceError,
     NonFiniteStateError,
+    RunComplete,
     SafeCheckpointLoader,
     SafeCheckpointSaver,
-    StopOnNonFinite,
+    check_ckpt_dir,
     checkpoint_problem,
+    completed_run,
+    latest_checkpoint,
     non_finite_tensors,
-    run_or_exit,
+    saved_epoch,
 )
+from scripts.config_check import reported_error
 from scripts.demo_data import make_demo_dataset
-from scripts.handlers import latest_checkpoint
 from scripts.losses import CALCLoss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,6 +198,54 @@ def test_latest_checkpoint_skips_broken_and_non_finite(tmp_path, caplog):
         latest_checkpoint(str(tmp_path))
 
 
+def write_trained(path: Path, epoch: int, epoch_length: int = 2) -> None:
+    """A training checkpoint whose ignite trainer state says ``epoch`` epochs are done, as ignite saves it."""
+    trainer = {"iteration": epoch * epoch_length, "epoch_length": epoch_length, "max_epochs": 3}
+    torch.save({"network": {"weight": torch.full((2,), float(epoch))}, "trainer": trainer}, path)
+
+
+def test_a_corrupt_newest_epoch_checkpoint_falls_back_to_the_final_one(tmp_path, caplog):
+    """The final checkpoint competes by the epoch it saved: a corrupt checkpoint_epoch=3.pt falls back to the valid
+    checkpoint_final.pt of epoch 3, not to checkpoint_epoch=2.pt (which used to retrain and overwrite the final)."""
+    for epoch in (2, 3):
+        write_trained(tmp_path / f"checkpoint_epoch={epoch}.pt", epoch)
+    write_trained(tmp_path / "checkpoint_final.pt", 3)
+    assert saved_epoch(tmp_path / "checkpoint_final.pt") == 3 and saved_epoch(tmp_path / "model.pt") is None
+    whole = (tmp_path / "checkpoint_epoch=3.pt").read_bytes()
+    (tmp_path / "checkpoint_epoch=3.pt").write_bytes(whole[: len(whole) // 2])
+    with caplog.at_level(logging.WARNING, logger="scripts.checkpoint"):
+        assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint_final.pt")
+    assert [r.getMessage().split("': ")[0][-22:] for r in caplog.records] == ["/checkpoint_epoch=3.pt"]
+    os.remove(tmp_path / "checkpoint_epoch=2.pt")  # only one epoch checkpoint kept (n_saved 1): still resumable
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint_final.pt")
+    write_trained(tmp_path / "checkpoint_final.pt", 2)  # an older final (a resumed run in progress): the epoch wins
+    write_trained(tmp_path / "checkpoint_epoch=3.pt", 3)
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint_epoch=3.pt")
+
+
+def test_a_complete_run_is_not_resumed(tmp_path, caplog):
+    """--resume with a valid final checkpoint at max_epochs or later: RunComplete (exit status 0), nothing written."""
+    check_ckpt_dir(str(tmp_path), resume=True, max_epochs=3)  # an empty folder: nothing to say
+    write_trained(tmp_path / "checkpoint_final.pt", 3)
+    write_checkpoint(tmp_path / "model.pt", 1.0)
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
+    assert completed_run(str(tmp_path), 3) == (str(tmp_path / "checkpoint_final.pt"), 3)
+    assert completed_run(str(tmp_path), 2) is not None and completed_run(str(tmp_path), 4) is None
+    with caplog.at_level(logging.INFO, logger="scripts.checkpoint"), pytest.raises(RunComplete) as info:
+        check_ckpt_dir(str(tmp_path), resume=True, max_epochs=3)
+    assert info.value.code == 0 and isinstance(info.value, SystemExit)
+    assert str(info.value).startswith(f"run complete: '{tmp_path}/checkpoint_final.pt' holds epoch 3 of max_epochs 3")
+    assert caplog.records[-1].getMessage() == str(info.value)
+    check_ckpt_dir(str(tmp_path), resume=True, max_epochs=4)  # a longer run: resumed (from the final, see above)
+    (tmp_path / "checkpoint_final.pt").write_bytes(b"")  # a broken final is no proof of completion
+    check_ckpt_dir(str(tmp_path), resume=True, max_epochs=3)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="scripts.checkpoint"):
+        check_ckpt_dir(str(tmp_path), resume=False, max_epochs=3)
+    assert "holds a model.pt: this run replaces it" in caplog.records[-1].getMessage()
+    assert before["model.pt"] == ((tmp_path / "model.pt").read_bytes(), (tmp_path / "model.pt").stat().st_mtime_ns)
+
+
 class Net(torch.nn.Module):
     def __init__(self, num_classes: int) -> None:
         super().__init__()
@@ -223,44 +274,6 @@ def test_loader_names_the_file_and_the_mismatch(tmp_path, settings, message):
         loader(Engine(lambda engine, batch: None))
 
 
-def nan_at(iterations: set[int], loss: CALCLoss, net: torch.nn.Linear) -> Engine:
-    """An engine whose iterations evaluate the real CALC loss; logits are NaN at the given iterations."""
-    gen = torch.Generator().manual_seed(0)
-    logits = torch.randn(2, 3, 8, 8, generator=gen)
-    embedding = torch.nn.functional.normalize(torch.rand(2, 4, 4, 4, generator=gen), dim=1)
-    target = torch.randint(0, 3, (2, 1, 8, 8), generator=gen)
-
-    def step(engine: Engine, batch: int) -> dict:
-        pred = logits.clone()
-        if engine.state.iteration in iterations:
-            pred[0, 1, 2, 3] = float("nan")
-        return {"loss": loss({"logits": pred, "embedding": embedding}, target)}
-
-    engine = Engine(step)
-    StopOnNonFinite(loss, net).attach(engine)
-    return engine
-
-
-def test_stop_on_non_finite_loss_names_epoch_iteration_and_term():
-    loss, net = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2])), torch.nn.Linear(2, 2)
-    engine = nan_at({5}, loss, net)
-    with pytest.raises(DivergenceError) as info:
-        engine.run(range(3), max_epochs=3)
-    message = str(info.value)
-    assert message.startswith("training diverged at epoch 2, iteration 5 (2 of 3 in the epoch): ")
-    assert "non-finite loss term class=nan, total=nan (loss terms: class=nan, affinity=" in message
-    assert engine.state.iteration == 5
-    engine = nan_at(set(), loss, net)
-    engine.run(range(3), max_epochs=3)  # finite throughout: runs to the end
-    assert engine.state.iteration == 9
-    with torch.no_grad():
-        net.weight[0, 1] = float("inf")  # as an optimiser step with a huge learning rate leaves it
-    engine = nan_at(set(), loss, net)
-    trainer = SimpleNamespace(run=lambda: engine.run(range(3)))  # as MONAI's trainer: run() without arguments
-    with pytest.raises(SystemExit, match=r"^DivergenceError: .*epoch 1, iteration 1 .*parameters .*: network\.weight"):
-        run_or_exit(trainer)
-
-
 def cli(override: dict) -> list[str]:
     return [
         f"--{key}={value!r}" if not isinstance(value, str) else f"--{key}={value}" for key, value in override.items()
@@ -278,20 +291,6 @@ def tiny(tmp_path_factory) -> dict:
 def bundle_args(override: dict) -> list[str]:
     configs = ["--config_file", str(CONFIGS / "train.json"), "--meta_file", str(CONFIGS / "metadata.json")]
     return ["run", "training", *configs, "--logging_file", str(CONFIGS / "logging.conf"), *cli(override)]
-
-
-def test_huge_learning_rate_stops_with_the_reason_last(tiny, tmp_path):
-    override = {**tiny, "ckpt_dir": str(tmp_path / "models"), "output_dir": str(tmp_path / "eval")}
-    override.update(learning_rate=1e6, max_epochs=2)
-    cmd = [sys.executable, "-m", "monai.bundle", *bundle_args(override)]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    last = done.stderr.strip().splitlines()[-1]
-    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
-    assert last.startswith("DivergenceError: training diverged at epoch 1, iteration "), last
-    assert "(loss terms: class=" in last and "lower learning_rate" in last
-    saved = list((tmp_path / "models").glob("*.pt"))
-    assert all(checkpoint_problem(path) is None for path in saved), saved  # nothing non-finite on disk
-    assert not list((tmp_path / "models").glob("checkpoint_epoch=*.pt"))
 
 
 def test_huge_volume_weight_stays_finite(tiny, tmp_path):
@@ -315,6 +314,44 @@ def test_huge_volume_weight_stays_finite(tiny, tmp_path):
     saved = sorted(path.name for path in (tmp_path / "models").glob("*.pt"))
     assert saved == ["checkpoint_epoch=3.pt", "checkpoint_final.pt", "model.pt"]
     assert all(checkpoint_problem(tmp_path / "models" / name) is None for name in saved)
+
+
+def files_of(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``folder``: its bytes and modification time."""
+    return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_resume_of_a_complete_run_exits_0_and_writes_nothing(tiny, tmp_path):
+    """A finished run with a corrupt newest epoch checkpoint: ``--resume true`` says the run is complete and exits 0
+    with every file unchanged (it used to fall back to an older epoch, retrain and overwrite checkpoint_final.pt);
+    a longer ``max_epochs`` continues from checkpoint_final.pt."""
+    models = tmp_path / "models"
+    override = {**tiny, "ckpt_dir": str(models), "output_dir": str(tmp_path / "eval"), "max_epochs": 2}
+    wf = ConfigWorkflow(str(CONFIGS / "train.json"), workflow_type="train", bundle_root=str(ROOT), **override)
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+    whole = (models / "checkpoint_epoch=2.pt").read_bytes()
+    (models / "checkpoint_epoch=2.pt").write_bytes(whole[: len(whole) // 2])  # the only epoch checkpoint, corrupt
+    before = files_of(tmp_path)
+    cmd = [sys.executable, "-m", "monai.bundle", *bundle_args({**override, "resume": True})]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"run complete: '{models}/checkpoint_final.pt' holds epoch 2 of max_epochs 2" in done.stdout + done.stderr
+    assert "Epoch[" not in done.stdout + done.stderr  # no training
+    assert files_of(tmp_path) == before  # nothing written, not even a lock
+
+    longer = {**override, "resume": True, "max_epochs": 3}
+    wf = ConfigWorkflow(str(CONFIGS / "train.json"), workflow_type="train", bundle_root=str(ROOT), **longer)
+    wf.initialize()
+    assert wf.parser.get_parsed_content("train#checkpoint_loader").load_path == str(models / "checkpoint_final.pt")
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    epochs_run: list[int] = []
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: epochs_run.append(engine.state.epoch))
+    wf.run()
+    wf.finalize()
+    assert epochs_run == [3] and saved_epoch(models / "checkpoint_final.pt") == 3
 
 
 def start_and_kill(pause: str, override: dict, tmp_path: Path) -> str:
@@ -343,7 +380,7 @@ def test_kill_and_resume(tiny, tmp_path):
     models = tmp_path / "models"
     override = {**tiny, "ckpt_dir": str(models), "output_dir": str(tmp_path / "eval"), "max_epochs": 3}
     start_and_kill("save:3", override, tmp_path)
-    files = sorted(os.listdir(models))
+    files = sorted(name for name in os.listdir(models) if name != ".lock")  # the folder lock's file stays
     partial = [name for name in files if name.startswith("tmp")]
     assert [name for name in files if not name.startswith("tmp")] == ["checkpoint_epoch=2.pt", "model.pt"]
     assert len(partial) == 1 and (models / partial[0]).stat().st_size > 0  # the half-written temporary file
@@ -390,7 +427,7 @@ def test_kill_and_resume(tiny, tmp_path):
         assert checkpoint_problem(models / name) is None, name
 
     other = ConfigWorkflow(str(CONFIGS / "train.json"), workflow_type="train", bundle_root=str(ROOT), **override)
-    other.parser.update({"resume": True, "embedding_channels": 16})  # another configuration
+    other.parser.update({"resume": True, "embedding_channels": 16, "max_epochs": 4})  # another configuration
     other.initialize()
     with pytest.raises(RuntimeError) as info:
         other.run()
@@ -399,19 +436,27 @@ def test_kill_and_resume(tiny, tmp_path):
         causes.append(causes[-1].__cause__)
     assert any(
         isinstance(e, CheckpointError)
-        and str(e).startswith(f"cannot resume from '{models}/checkpoint_epoch=3.pt': ValueError: embedding_channels")
+        and str(e).startswith(f"cannot resume from '{models}/checkpoint_final.pt': ValueError: embedding_channels")
         and "embedding_channels is 8 in the checkpoint, 16 in the config" in str(e)
         for e in causes
     ), causes
+    reported = reported_error(info.value)  # the last line of a failed run: the file's name with the setting
+    assert isinstance(reported, CheckpointError) and str(reported).startswith(f"cannot resume from '{models}/"), (
+        reported
+    )
 
 
-def _pause(marker: str) -> None:
+def _pause(marker: str, hold: bool = False) -> None:
     Path(marker).touch()
+    if hold:  # until the test deletes the marker
+        while Path(marker).exists():
+            time.sleep(0.05)
+        return
     time.sleep(600)  # test_kill_and_resume kills the process here
 
 
 def main() -> None:
-    """The training process of ``test_kill_and_resume`` (see the module docstring)."""
+    """The training process of ``test_kill_and_resume`` and of the folder lock's test (see the module docstring)."""
     where, number = sys.argv[1].split(":")
     marker = sys.argv[2]
     if where == "save":
@@ -434,7 +479,7 @@ def main() -> None:
         def forward(self, *args, **kwargs):  # the N-th training iteration, after its forward pass: a pause
             result = real_forward(self, *args, **kwargs)
             if next(calls) == int(number):
-                _pause(marker)
+                _pause(marker, hold=where == "hold")
             return result
 
         CALCLoss.forward = forward

@@ -57,6 +57,8 @@ CHECKED = (  # the train.json keys that check_config receives, with their shippe
     "learning_rate",
     "transition_lr",
     "weight_decay",
+    "unet_strides",
+    "transition_init",
 )
 SHIPPED = {key: TRAIN[key] for key in CHECKED}
 
@@ -121,6 +123,19 @@ CASES = [  # overrides, the key the message must name, words of what was expecte
     ({"learning_rate": 0}, "learning_rate", "> 0"),
     ({"transition_lr": -0.01}, "transition_lr", ">= 0"),
     ({"weight_decay": "a lot"}, "weight_decay", ">= 0"),
+    # the probe's [7, 7]: MONAI's UNet failed in its instance norm after a 529-line traceback, having created folders
+    ({"image_size": [7, 7], "affinity_grid": 4}, "image_size", "multiple of [16, 16] in each dimension (the UNet's"),
+    ({"image_size": [40, 40], "affinity_grid": 8}, "image_size", "not a multiple in dimension 0, 1 (e.g. [32, 32])"),
+    ({"image_size": [16, 16], "affinity_grid": 4}, "image_size", "deepest features [1, 1]"),
+    ({"image_size": [4, 1], "unet_strides": [[2, 1], [2, 1]], "affinity_grid": None}, "image_size", "features [1, 1]"),
+    ({"unet_strides": [2, 0]}, "unet_strides", "list of positive integers (or of 2 per level), got [2, 0]"),
+    ({"unet_strides": 2}, "unet_strides", "list of positive integers"),
+    ({"affinity_grid": 1}, "affinity_grid", "at least 2 cells in each dimension"),
+    ({"affinity_grid": [1, 8]}, "affinity_grid", "got [1, 8]"),
+    ({"transition_init": [[0.9, 0.1], [0.2, 0.8]]}, "transition_init", "a number or a 4 x 4 matrix"),
+    ({"transition_init": [[0.5] * 4] * 4}, "transition_init", "row-stochastic 4 x 4 matrix (entries >= 0, each row"),
+    ({"transition_init": [[1.5, -0.5, 0, 0]] + [[0, 1, 0, 0]] * 3}, "transition_init", "row-stochastic"),
+    ({"transition_init": float("nan")}, "transition_init", "finite number"),
 ]
 
 
@@ -142,7 +157,10 @@ def test_each_check_names_its_key(tmp_path, override, key, expected):
         {"affinity_grid": 200, "image_size": [256, 256], "lambda_affinity": 0.0},  # no affinity loss
         {"image_size": [-1, 128]},  # a size <= 0 keeps the image's: not compared
         {"class_names": None, "transition_lr": 0.0},
-        {"spatial_dims": 3, "image_size": 16, "affinity_grid": [4, 4, 2]},
+        {"spatial_dims": 3, "image_size": 32, "affinity_grid": [4, 4, 2]},
+        {"image_size": [16, 32], "affinity_grid": 2},  # the deepest features 1 x 2: two elements suffice
+        {"image_size": [8, 32], "unet_strides": [[1, 2], [2, 2], [2, 2]], "affinity_grid": [2, 4]},  # per dim
+        {"transition_init": [[0.7, 0.1, 0.1, 0.1]] * 4},
     ],
 )
 def test_accepted_values(tmp_path, override):
@@ -151,15 +169,15 @@ def test_accepted_values(tmp_path, override):
 
 def test_budget_is_an_argument(tmp_path):
     grid = int((MAX_EXACT_AFFINITY_PAIRS / 2) ** 0.25)  # batch 2 at the budget's edge
-    assert config_problems(**values(tmp_path, affinity_grid=grid, image_size=[grid, grid])) == []
-    bigger = values(tmp_path, affinity_grid=grid + 1, image_size=[grid + 1, grid + 1])
+    assert config_problems(**values(tmp_path, affinity_grid=grid, image_size=[160, 160])) == []
+    bigger = values(tmp_path, affinity_grid=grid + 1, image_size=[160, 160])
     assert config_problems(**bigger)[0].startswith("affinity_grid: expected at most 1.07e+09 pixel pairs a step")
     assert config_problems(**bigger, max_exact_affinity_pairs=2**40) == []
 
 
 def test_patches_per_image_count_in_the_budget(tmp_path):
     grid = int((MAX_EXACT_AFFINITY_PAIRS / 2) ** 0.25)  # batch 2 of one patch each: at the budget's edge
-    edge = values(tmp_path, affinity_grid=grid, image_size=[grid, grid])
+    edge = values(tmp_path, affinity_grid=grid, image_size=[160, 160])
     assert config_problems(**edge) == []
     problems = config_problems(**edge | {"num_samples": 4})  # 8 inputs a step: 4 times the pairs
     assert len(problems) == 1 and "(batch_size * num_samples) * N^2 = 8 * " in problems[0]
@@ -232,6 +250,10 @@ def workflow(configs: list[str], workflow_type: str, **override: Any) -> ConfigW
         (["train.json", "evaluate.json"], "eval", {"output_dir": "{data}/eval"}, "output_dir"),
         (["inference.json"], "infer", {"output_dir": "{data}"}, "output_dir"),
         (["inference.json"], "infer", {"prediction_dir": "{data}/images/seg"}, "prediction_dir"),
+        (["train.json"], "train", {"image_size": [7, 7], "affinity_grid": 4}, "image_size"),
+        (["train.json"], "train", {"transition_init": [[1.0, 0.0], [0.0, 1.0]]}, "transition_init"),
+        (["train.json", "evaluate.json"], "eval", {"affinity_grid": 1}, "affinity_grid"),
+        (["inference.json"], "infer", {"image_size": [7, 7], "affinity_grid": 4}, "image_size"),
     ],
 )
 def test_configs_check_at_initialize(tmp_path, monkeypatch, configs, workflow_type, override, key):

@@ -24,6 +24,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImage, SaveImage, SqueezeDimd
 from PIL import Image
 from pydicom.data import get_testdata_file
@@ -308,9 +309,46 @@ def test_non_integer_label_values() -> None:
         CheckImageLabeld(num_classes=4)({"image": image, "label": label})
 
 
+def test_nan_label_values_are_listed_once() -> None:
+    """NaN != NaN, so torch.unique used to list each NaN voxel: ten 'nan' for ten voxels."""
+    label = torch.zeros(1, 4, 4)
+    label[0, :3] = float("nan")
+    label[0, 3, 0] = 7.0
+    with pytest.raises(ValueError, match=r"got \[7, nan\] in 13 voxels$"):
+        CheckImageLabeld(num_classes=4)({"image": torch.zeros(1, 4, 4), "label": label})
+
+
+@pytest.mark.parametrize(
+    "min_size, shape, ok",
+    [
+        ((16, 16), (3, 16, 20), True),
+        ((16, 16), (3, 1, 1), False),
+        ((16, 16), (3, 15, 300), False),
+        (16, (3, 300, 15), False),
+        ((1, 1), (3, 1, 1), True),  # a sliding window pads the input: nothing is too small
+        (None, (3, 1, 1), True),
+    ],
+)
+def test_inputs_too_small_for_the_network_are_named(min_size: Any, shape: tuple, ok: bool) -> None:
+    image = MetaTensor(torch.zeros(shape), meta={"filename_or_obj": "/data/frames/tiny.png"})
+    check = CheckImageLabeld("image", num_classes=4, min_size=min_size)
+    if ok:
+        check({"image": image})
+        return
+    smallest = [min_size] * 2 if isinstance(min_size, int) else list(min_size)
+    with pytest.raises(ValueError) as info:
+        check({"image": image})
+    assert str(info.value) == (
+        f"image '/data/frames/tiny.png': spatial size {shape[1:]} is smaller than the network takes: expected at least "
+        f"{smallest} (min_input_size: the UNet's total downsampling, the product of unet_strides)"
+    )
+
+
 @pytest.mark.parametrize(
     "kwargs, words",
     [
+        ({"num_classes": 4, "min_size": 0}, "min_size a positive int"),
+        ({"num_classes": 4, "min_size": []}, "min_size a positive int"),
         ({"num_classes": 0}, "num_classes >= 1"),
         ({"num_classes": 4, "image_channels": 0}, "image_channels >= 1"),
         ({"num_classes": 4, "ignore_index": 2}, "outside the classes"),

@@ -11,20 +11,18 @@
 from __future__ import annotations
 
 import json
-import os
-import time
 
 import pytest
 import torch
 from ignite.engine import Engine, Events
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from scripts.divergence import DivergenceError
 from scripts.handlers import (
     CALCStageHandler,
     CALCStatsHandler,
     TransitionEstimateHandler,
     TransitionOptimizerHandler,
-    latest_checkpoint,
 )
 from scripts.losses import CALCLoss
 from scripts.transition import affinity_transition_from_class, transition_error
@@ -148,17 +146,6 @@ def test_stats_handler_metrics_and_tensorboard(tmp_path):
     assert {"T_C/matrix", "T_A/matrix"} <= set(tags["images"])
 
 
-def test_latest_checkpoint(tmp_path):
-    with pytest.raises(FileNotFoundError, match="to resume from"):
-        latest_checkpoint(str(tmp_path))
-    for epoch in (9, 10):
-        path = tmp_path / f"checkpoint_epoch={epoch}.pt"
-        torch.save({"network": {"weight": torch.ones(2)}}, path)
-        os.utime(path, (time.time() + epoch, time.time() + epoch))
-    (tmp_path / "model.pt").write_bytes(b"")
-    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint_epoch=10.pt")
-
-
 class FixedProbabilities(torch.nn.Module):
     """Predicts the same class probabilities at every pixel of its class map input (channel 0 holds the class)."""
 
@@ -227,6 +214,25 @@ def test_estimate_predicts_through_the_inferer():
     handler = TransitionEstimateHandler(loss, FixedProbabilities(table), [batch], "trusted", inferer=inferer)
     torch.testing.assert_close(handler.estimate(), table)
     assert calls == [(1, 1, 2, 2)]
+
+
+@pytest.mark.parametrize("source", ["anchor", "trusted"])
+def test_estimate_refuses_the_posteriors_of_a_diverged_network(source):
+    """A network gone NaN in the warm-up stops the run at the switch with DivergenceError, not with an initial
+    transition of NaN."""
+    table = torch.tensor([[0.9, 0.1], [float("nan"), 0.8]])
+    labels = torch.tensor([[[[0, 1], [1, 0]]]])
+    loss = CALCLoss(2, lambda_consistency=0.0)
+    batch = {"image": labels.float(), "label": labels}
+    handler = TransitionEstimateHandler(loss, FixedProbabilities(table), [batch], 3, source)
+    before = loss.t_class().detach().clone()
+    with pytest.raises(DivergenceError) as info:
+        handler.estimate()
+    assert str(info.value) == (
+        f"the network diverged: at the transition estimate ({source}, start of epoch 4) 2 of its 8 class posteriors "
+        "are NaN or infinite; lower learning_rate and train again"
+    )
+    torch.testing.assert_close(loss.t_class().detach(), before)
 
 
 def test_estimate_handler_bad_source():

@@ -137,14 +137,17 @@ def test_rows_whose_off_diagonal_exceeds_the_diagonal_are_reachable():
 @pytest.mark.parametrize(
     "init, match",
     [
-        ([[0.5, 0.5]], "must be"),
-        ([[0.5, 0.6], [0.1, 0.9]], "rows summing to 1"),
-        ([[1.2, -0.2], [0.1, 0.9]], "non-negative"),
+        ([[0.5, 0.5]], r"^transition_init: expected a number or a \(2, 2\) transition matrix, got shape \(1, 2\)$"),
+        ([[0.5, 0.6], [0.1, 0.9]], r"^transition_init: expected a row-stochastic .* row sums \[1\.1, 1\.0\]$"),
+        ([[1.2, -0.2], [0.1, 0.9]], r"^transition_init: .*\(entries non-negative, rows summing to 1\), got \[\[1\.2"),
+        ([[float("nan"), 1.0], [0.1, 0.9]], r"^transition_init: expected a row-stochastic .*got \[\[nan, 1\.0\]"),
     ],
 )
 def test_matrix_init_bad_values(init, match):
     with pytest.raises(ValueError, match=match):
         transition_weight(init, 2)
+    with pytest.raises(ValueError, match=match.replace("transition_init", "T_C")):
+        transition_weight(init, 2, key="T_C")
 
 
 def test_anchor_transition_hand_value():
@@ -209,6 +212,17 @@ def test_transition_from_confusion_keeps_identity_for_unseen_classes():
     sums = torch.tensor([[2.0, 2.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 3.0]])
     expected = torch.tensor([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.25, 0.0, 0.75]])
     torch.testing.assert_close(transition_from_confusion(sums), expected)
+
+
+def test_diverged_posteriors_are_refused():
+    probs = torch.full((6, 3), 1 / 3)
+    probs[2, 1] = float("nan")
+    probs[4, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"^anchor_transition: 2 of 18 class posteriors are NaN or infinite: the "):
+        anchor_transition(probs, torch.tensor([0.5, 0.3, 0.2]))
+    maps = probs.T.reshape(1, 3, 2, 3)
+    with pytest.raises(ValueError, match=r"^soft_confusion: 2 of 18 .*: the network diverged \(lower learning_rate"):
+        soft_confusion(maps, torch.zeros(1, 1, 2, 3, dtype=torch.long), 3)
 
 
 def test_soft_confusion_bad_inputs():
