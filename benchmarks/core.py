@@ -40,7 +40,6 @@ from monai.data.utils import dense_patch_slices
 from monai.inferers import SlidingWindowInferer
 from monai.inferers.utils import _get_scan_interval  # the interval SlidingWindowInferer itself uses
 from monai.networks.nets import UNet
-
 from scripts.dar import dar_rectify, dar_rectify_naive
 from scripts.losses import CALCLoss
 from scripts.network import JCASNet

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from scipy import ndimage
-
 from scripts.demo_data import publish_dataset, reuse_or_make
 
 __all__ = ["CLASS_NAMES", "ensure_shapes_dataset", "render_shapes"]

@@ -31,7 +31,6 @@ import sys
 from pathlib import Path
 
 import torch
-
 from scripts.losses import forward_corrected_nll, transition_log_volume
 from scripts.transition import NoiseTransition, anchor_transition, transition_error
 

@@ -59,7 +59,6 @@ import nibabel as nib
 import numpy as np
 from monai.data import load_decathlon_datalist
 from PIL import Image
-
 from scripts.model_labels import WeakModelSettings, model_labels, read_image
 from scripts.noise import (
     EXPECTED_TRANSITION_MODES,

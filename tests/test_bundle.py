@@ -27,12 +27,12 @@ import torch
 from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-from benchmarks.bundle_runs import cli_value
 from scripts.config_check import reported_error
 from scripts.data import CheckImageLabeld
 from scripts.demo_data import make_demo_dataset
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from benchmarks.bundle_runs import cli_value
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -30,9 +30,9 @@ from ignite.engine import Events
 from monai.bundle import ConfigParser
 from monai.inferers import SlidingWindowInferer
 from scipy.spatial.transform import Rotation
-
 from scripts.config_check import ConfigError, reported_error
 from scripts.data import LoadImageByFormatd
+
 from tests.test_bundle import CONFIGS, ROOT, TINY_NET, run, workflow
 from tests.test_data import write_series
 

@@ -36,7 +36,6 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 from monai.bundle import ConfigWorkflow
-
 from scripts.checkpoint import (
     AtomicDiskSaver,
     CheckpointError,

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import pytest
-
 from scripts.config import as_bool
 
 

@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 from monai.bundle import ConfigWorkflow
 from PIL import Image
-
 from scripts.config_check import (
     MAX_EXACT_AFFINITY_PAIRS,
     ConfigError,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import pytest
 import torch
 from monai.networks.nets import UNet
-
 from scripts.dar import DAR, dar_rectify, dar_rectify_naive, normalize_embedding
 from scripts.network import JCASNet
 

@@ -28,7 +28,6 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImage, SaveImage, SqueezeDimd
 from PIL import Image
 from pydicom.data import get_testdata_file
-
 from scripts.data import CheckImageLabeld, LoadImageByFormatd, list_images, load_datalist, reader_name
 
 H, W = 20, 30  # PNG frames: H rows, W columns; MONAI loads them as W x H

@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scripts.demo_data as demo
 from monai.transforms import Compose, EnsureChannelFirstd
 from PIL import Image
-
-import scripts.demo_data as demo
 from scripts.data import CheckImageLabeld, LoadImageByFormatd, load_datalist
 from scripts.demo_data import ensure_demo_dataset, make_demo_dataset, render_frame, save_preview
 

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Events
-
 from scripts.demo_data_3d import AXCODES, CLASS_NAMES, ensure_demo_dataset_3d, make_demo_dataset_3d, render_volume
+
 from tests.test_bundle import CONFIGS, TINY_NET, run, workflow
 
 SMALL = {"num_train": 4, "num_val": 1, "num_test": 4}

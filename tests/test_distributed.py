@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import torch.distributed as dist
-
 from scripts.distributed import shutdown
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -20,10 +20,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 from ignite.engine import Engine
-
 from scripts.checkpoint import checkpoint_problem
 from scripts.divergence import DivergenceError, StopOnDivergence, learning_rates, run_or_exit
 from scripts.losses import CALCLoss
+
 from tests.test_checkpoint import ROOT, bundle_args, tiny  # noqa: F401 (tiny: the fixture of the tiny dataset)
 
 

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine
-
 from scripts.early_learning import (
     EarlyLearningCorrection,
     EarlyLearningMonitor,

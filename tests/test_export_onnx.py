@@ -20,7 +20,6 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 from monai.networks.nets import UNet
-
 from scripts.export_onnx import export_onnx, main, onnx_max_abs_diff
 from scripts.network import JCASNet
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from scripts.checkpoint import checkpoint_problem, saved_epoch
 from scripts.folder_lock import LOCK_NAME, FolderInUseError, held_folders, lock_folders, release_folders
+
 from tests.test_checkpoint import ROOT, bundle_args, tiny  # noqa: F401 (tiny: the fixture of the tiny dataset)
 
 HOLDER = """

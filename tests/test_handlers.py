@@ -15,17 +15,11 @@ import json
 import pytest
 import torch
 from ignite.engine import Engine, Events
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from scripts.divergence import DivergenceError
-from scripts.handlers import (
-    CALCStageHandler,
-    CALCStatsHandler,
-    TransitionEstimateHandler,
-    TransitionOptimizerHandler,
-)
+from scripts.handlers import CALCStageHandler, CALCStatsHandler, TransitionEstimateHandler, TransitionOptimizerHandler
 from scripts.losses import CALCLoss
 from scripts.transition import affinity_transition_from_class, transition_error
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
 def loss_engine(loss: CALCLoss, stages: list[bool] | None = None) -> Engine:
@@ -243,7 +237,6 @@ def test_estimate_handler_bad_source():
 def test_transition_optimizer_steps_only_in_correction():
     from monai.engines import SupervisedTrainer
     from monai.networks.nets import UNet
-
     from scripts.network import JCASNet
 
     torch.manual_seed(0)

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from scripts.losses import (
     CALCLoss,
     affinity_bce,

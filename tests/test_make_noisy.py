@@ -22,7 +22,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
-
 from scripts.make_noisy import main, make_noisy
 from scripts.noise import NOISE_MODES
 from scripts.noise_rates import noise_rates

@@ -14,7 +14,6 @@ import pytest
 import torch
 from monai.inferers import SimpleInferer, SlidingWindowInferer
 from monai.networks.nets import UNet
-
 from scripts.dar import dar_rectify
 from scripts.losses import CALCLoss
 from scripts.network import JCASNet

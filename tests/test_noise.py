@@ -21,7 +21,6 @@ from monai.data import MetaTensor
 from monai.transforms import Compose
 from monai.utils import set_determinism
 from scipy import ndimage
-
 from scripts.noise import (
     NOISE_MODES,
     SimulateLabelNoise,

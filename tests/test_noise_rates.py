@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from scripts.noise import SimulateLabelNoise
 from scripts.noise_rates import confusion_matrix, empirical_transition, noise_rates, pair_counts
 

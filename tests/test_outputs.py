@@ -16,7 +16,6 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import SaveImaged
 from PIL import Image
-
 from scripts.outputs import Overlayd, PaletteWriter, colorize, display_image, label_palette, overlay
 
 

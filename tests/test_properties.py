@@ -37,7 +37,6 @@ from hypothesis.extra.numpy import arrays
 from monai.data import MetaTensor
 from PIL import Image
 from pydicom.data import get_testdata_file
-
 from scripts.data import CheckImageLabeld, LoadImageByFormatd
 from scripts.losses import CALCLoss, affinity_bce, forward_corrected_nll
 from scripts.noise import NOISE_MODES, SimulateLabelNoise

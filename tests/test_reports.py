@@ -19,9 +19,8 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from scripts.reports import ClassMetricsHandler, ClassMetricsSaver, LearningCurveHandler, ValidationImagesHandler
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 NAMES = ["shaft", "wrist", "clasper"]
 DICE = torch.tensor([[0.9, 0.5, float("nan")], [0.7, 0.3, 0.6]])  # (images, classes); NaN: class absent

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from ignite.engine import Events
 from monai.losses import DiceCELoss
-
 from scripts.demo_data import make_demo_dataset
 from scripts.robust_losses import GCELoss, LogitsLoss, TLoss, generalized_cross_entropy, make_loss, t_nll
+
 from tests.test_bundle import TINY_NET, run, workflow
 
 LOG3 = math.log(3.0)

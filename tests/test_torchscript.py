@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 from monai.networks.nets import UNet
-
 from scripts.network import JCASNet
 from scripts.torchscript import refresh_torchscript
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 from monai.bundle import ConfigParser
-
 from scripts.tracking import default_run_name, prepare_mlflow, training_loss
+
 from tests.test_bundle import CONFIGS, run, tiny_demo, workflow
 
 # top-level keys of train.json that are not settings of the experiment: where files go, how the run shows progress

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from benchmarks.transition import DEMO_PRIOR, learn_transition, noise_matrix, synthetic_posteriors
 from scripts.transition import (
     NoiseTransition,
     affinity_transition_from_class,
@@ -28,6 +26,8 @@ from scripts.transition import (
     transition_from_confusion,
     transition_weight,
 )
+
+from benchmarks.transition import DEMO_PRIOR, learn_transition, noise_matrix, synthetic_posteriors
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 

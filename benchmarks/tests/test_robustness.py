@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scripts.config_check import check_config
 
 from benchmarks import robustness
 from benchmarks.robustness import DATASETS, METHODS, PAPER, Dataset, Run, method_overrides, report
-from scripts.config_check import check_config
 from tests.test_config_check import SHIPPED
 
 
