@@ -354,9 +354,13 @@ def train_and_evaluate(run: Run, datalist: Path, work: Path, tune: bool, threads
     """Train one run, then evaluate its selected model on the validation split (and the test split unless
     ``tune``); return its result record."""
     run_dir = work / "runs" / run.result_file(Path()).with_suffix("")
-    start = time.perf_counter()
-    bundle_run(DATASETS[run.dataset].configs, _run_overrides(run, datalist, run_dir), run_dir / "train.log", threads)
-    train_s = time.perf_counter() - start
+    train_s = finished_training(run_dir, run.key())
+    if train_s is None:  # not trained yet (a run whose record was lost after training is only evaluated)
+        start = time.perf_counter()
+        overrides = _run_overrides(run, datalist, run_dir)
+        bundle_run(DATASETS[run.dataset].configs, overrides, run_dir / "train.log", threads)
+        train_s = time.perf_counter() - start
+        (run_dir / "trained.json").write_text(json.dumps({"key": run.key(), "train_s": round(train_s, 1)}))
     val_best, val_epoch = best_validation(run_dir / "train")
     result: dict[str, Any] = {
         "dataset": run.dataset,
@@ -374,13 +378,22 @@ def train_and_evaluate(run: Run, datalist: Path, work: Path, tune: bool, threads
     if not tune:
         result["test_per_image"] = evaluate(run, datalist, run_dir, "test", threads)
     transitions = run_dir / "train" / "transitions.json"
-    warmup = int(run.overrides().get("warmup_epochs", 0) or 0)
-    if transitions.is_file() and warmup < run.epochs:
+    corrected = "CALC stage correction" in (run_dir / "train.log").read_text()  # the correction stage ran
+    if transitions.is_file() and corrected:
         learned = json.loads(transitions.read_text())
         result["t_class"] = learned["T_C"]
         if "T_C_error" in learned and run.mode in CLASS_TRANSITION_MODES:
             result["t_class_error"] = learned["T_C_error"]
     return result
+
+
+def finished_training(run_dir: Path, key: str) -> float | None:
+    """The training time of a run trained to completion in ``run_dir`` with this key, else None."""
+    record = run_dir / "trained.json"
+    if not (record.is_file() and (run_dir / "models" / "checkpoint_final.pt").is_file()):
+        return None
+    content = json.loads(record.read_text())
+    return content["train_s"] if content.get("key") == key else None
 
 
 def per_image(result: dict[str, Any], split: str = "test") -> np.ndarray:
@@ -735,8 +748,8 @@ def execute(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
             run = futures[future]
             try:
                 result = future.result()
-            except RuntimeError as err:
-                print(f"FAILED {run}: {err}", flush=True)
+            except Exception as err:  # one failed run does not stop the others
+                print(f"FAILED {run}: {type(err).__name__}: {err}", flush=True)
                 continue
             results.append(result)
             test = f", test mDice {100 * mdice(per_image(result, 'test')):.1f}" if "test_per_image" in result else ""
