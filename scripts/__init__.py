@@ -15,6 +15,8 @@ Configs reach everything as ``scripts.<module>.<name>`` (after ``$import scripts
 
 from . import (
     checkpoint,
+    cleaning_handler,
+    cleaning_report,
     config,
     config_check,
     dar,
@@ -25,6 +27,7 @@ from . import (
     early_learning,
     export_onnx,
     handlers,
+    label_cleaning,
     losses,
     model_labels,
     network,
@@ -36,6 +39,7 @@ from . import (
     tracking,
     transition,
 )
+from .cleaning_handler import LabelCleaningHandler
 from .dar import DAR, dar_rectify
 from .data import CheckImageLabeld, LoadImageByFormatd, load_datalist
 from .demo_data import ensure_demo_dataset, make_demo_dataset
@@ -72,6 +76,7 @@ __all__ = [
     "ClassMetricsHandler",
     "ClassMetricsSaver",
     "JCASNet",
+    "LabelCleaningHandler",
     "LearningCurveHandler",
     "LoadImageByFormatd",
     "NoiseTransition",
@@ -84,6 +89,8 @@ __all__ = [
     "ValidationImagesHandler",
     "affinity_transition_from_class",
     "checkpoint",
+    "cleaning_handler",
+    "cleaning_report",
     "anchor_transition",
     "class_prior",
     "compute_noise_rates",
@@ -100,6 +107,7 @@ __all__ = [
     "ensure_demo_dataset_3d",
     "export_onnx",
     "handlers",
+    "label_cleaning",
     "label_palette",
     "latest_checkpoint",
     "load_datalist",
