@@ -342,7 +342,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 for method in args.methods:
                     run_dir = work / "runs" / mode / method / f"seed{seed}"
                     models[method] = train_and_test(datalist, run_dir, method, seed, args.threads)
-                    print(f"{mode} | {method} | seed {seed} | test mDice {100 * models[method]['test_mdice']:.1f}")
+                    print(
+                        f"{mode} | {method} | seed {seed} | test mDice {100 * models[method]['test_mdice']:.1f}",
+                        flush=True,
+                    )
                 if args.stage == "train" or set(models) != set(TRAINED):
                     continue
                 scored = clean_and_score(datalist, work / "runs" / mode / "JCAS" / f"seed{seed}", seed, args.threads)

@@ -165,6 +165,7 @@ class LabelCleaningHandler:
         ignore_index: label value never scored nor changed.
         save_probabilities: also save each case's posteriors (``probabilities/``).
         split: the datalist list the cases come from (its labels are replaced in the written datalist).
+        opening_radius: ``suspect_opening_radius``, see :func:`scripts.label_cleaning.open_mask`.
     """
 
     def __init__(
@@ -180,6 +181,7 @@ class LabelCleaningHandler:
         ignore_index: int | None = None,
         save_probabilities: bool = False,
         split: str = "training",
+        opening_radius: int = 1,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"suspect_threshold: expected a probability in (0, 1], got {threshold!r}")
@@ -198,6 +200,9 @@ class LabelCleaningHandler:
         self.ignore_index = ignore_index
         self.save_probabilities = bool(save_probabilities)
         self.split = split
+        if opening_radius < 0:
+            raise ValueError(f"suspect_opening_radius: expected an integer >= 0, got {opening_radius!r}")
+        self.opening_radius = int(opening_radius)
         self.records: list[dict[str, Any]] = []
         self._candidates: list[tuple[tuple[float, int], int, dict[str, Any]]] = []
 
@@ -231,6 +236,7 @@ class LabelCleaningHandler:
             self.num_pairs,
             index,
             self.ignore_index,
+            self.opening_radius,
         )
         given = read_label(Path(label_path))
         to_disk = disk_orientation(convert_to_numpy(loaded), given)
@@ -320,7 +326,8 @@ class LabelCleaningHandler:
         notes = [
             f"{len(ranking)} cases of {self.datalist}, most suspect first. score: the share of suspect pixels among "
             f"those whose given or corrected label is foreground; a pixel is suspect where the probability of its "
-            f"given label under the network and the learned noise model, p T_C, is below {self.threshold:g}. "
+            f"given label under the network and the learned noise model, p T_C, is below {self.threshold:g} "
+            f"(suspect regions thinner than {2 * self.opening_radius + 1} pixels dropped). "
             "pair_score: the same for pixel pairs with T_A on the affinity grid. changed_*: pixels changed per "
             "class; dice_given_corrected: foreground Dice of the given against the corrected label.",
             f"Noise model: {self.source}. Pictures of the top {len(pictures)} cases: image | given | corrected | "
@@ -335,6 +342,7 @@ class LabelCleaningHandler:
             "T_C": self.t_class.tolist(),
             "T_A": self.t_affinity.tolist(),
             "suspect_threshold": self.threshold,
+            "suspect_opening_radius": self.opening_radius,
             "pairs": self.num_pairs,
             "top_k": self.top_k,
             "num_cases": len(ranking),

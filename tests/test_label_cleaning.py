@@ -26,6 +26,7 @@ from scripts.label_cleaning import (
     foreground_dice,
     given_label_probability,
     noisy_label_probabilities,
+    open_mask,
     pair_suspicion,
     read_transitions,
     suspect_pixels,
@@ -129,13 +130,44 @@ def test_case_scores_in_3d():
     probs[:, 1:3, 1:3, 1:3] = torch.tensor([0.0, 1.0, 0.0])[:, None, None, None]  # a cube of class 1
     label = torch.zeros(4, 4, 4, dtype=torch.long)
     label[1:3, 1:3, 1:3] = 2  # labelled 2: every voxel of the cube is suspect and becomes 1
-    corrected, scores = case_scores(probs, label, torch.eye(3), torch.eye(2), grid=(2, 2, 2), num_pairs=1000)
+    corrected, scores = case_scores(
+        probs, label, torch.eye(3), torch.eye(2), grid=(2, 2, 2), num_pairs=1000, opening_radius=0
+    )
     assert torch.equal(corrected, torch.where(label == 2, 1, 0))
     assert scores["score"] == 1.0 and scores["pixel_share"] == pytest.approx(8 / 64)
     assert scores["changed"] == [0, 8, 8] and scores["dice"] == 0.0
 
 
+def test_opening_drops_suspect_regions_thinner_than_its_cube():
+    mask = torch.zeros(6, 8, dtype=torch.bool)
+    mask[0:3, 0:3] = True  # a 3 x 3 square in the corner: kept whole (the border does not erode it)
+    mask[4, :] = True  # a 1-pixel line: dropped
+    mask[1, 5:7] = True  # a 1 x 2 sliver: dropped
+    opened = open_mask(mask)
+    assert opened.sum() == 9 and opened[0:3, 0:3].all()
+    assert torch.equal(open_mask(mask, 0), mask)
+    inner = torch.zeros(7, 7, dtype=torch.bool)
+    inner[2:5, 2:5] = True  # 3 pixels wide: kept by a 3 x 3 cube, not by a 5 x 5 one
+    assert open_mask(inner, 1).sum() == 9 and open_mask(inner, 2).sum() == 0
+    volume = torch.zeros(5, 5, 5, dtype=torch.bool)
+    volume[1:4, 1:4, 1:4] = True
+    volume[0, 0, 4] = True
+    assert open_mask(volume).sum() == 27
+
+
+def test_opening_in_case_scores_keeps_thick_regions_only():
+    probs = torch.stack([torch.full((8, 8), 0.99), torch.full((8, 8), 0.01)])  # sure of class 0 everywhere
+    label = torch.zeros(8, 8, dtype=torch.long)
+    label[2:5, 2:5] = 1  # a 3 x 3 wrong square: stays suspect and is corrected
+    label[7, :] = 1  # a wrong 1-pixel line: dropped by the opening, kept as given
+    corrected, scores = case_scores(probs, label, torch.eye(2), torch.eye(2), grid=(4, 4), num_pairs=100)
+    assert corrected[2:5, 2:5].eq(0).all() and corrected[7].eq(1).all()
+    assert scores["changed"] == [9, 9] and scores["score"] == pytest.approx(9 / 17)
+
+
 def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="suspect_opening_radius"):
+        open_mask(torch.ones(3, 3, dtype=torch.bool), -1)
     with pytest.raises(ValueError, match="suspect_threshold"):
         suspect_pixels(PROBS, torch.tensor([[1, 1, 1]]), torch.eye(2), 0.0)
     with pytest.raises(ValueError, match="same size"):
