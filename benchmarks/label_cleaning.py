@@ -34,8 +34,9 @@ noise seed = the run's seed, so each seed has its own set of corrupted cases. Pe
 Methods ranked: ``ours`` (ranking.csv's ``score``), ``ours_pair`` (its pair score), ``ours_image`` (its suspect
 share of the whole image), ``confident_learning`` (Northcutt et al., JAIR 2021, :mod:`benchmarks.confident_learning`,
 from the same posteriors) and ``disagreement`` (share of pixels whose given label is not the prediction's argmax).
-Every setting of the cleaning is the config's default, fixed before any score was seen; nothing is read from the
-test split but the two models' mDice.
+The cleaning runs with the config's defaults: ``suspect_threshold`` 0.1 was fixed before any score was seen,
+``suspect_opening_radius`` 1 was chosen on a development seed (100) that is not among the scored ones; nothing is
+read from the test split but the two models' mDice.
 
 Each (mode, seed) leaves ``benchmarks/results/label_cleaning/<mode>/seed<seed>.json``; ``--out`` gets
 ``label_cleaning.md`` and ``label_cleaning.csv``.
