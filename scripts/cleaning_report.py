@@ -117,7 +117,7 @@ h1 { font-size: 1.4em; } p.note { max-width: 60em; }
 table { border-collapse: collapse; font-size: 0.85em; }
 th, td { border: 1px solid #bbb; padding: 0.25em 0.5em; text-align: right; vertical-align: middle; }
 th { background: #e8e8e8; position: sticky; top: 0; }
-td.case { text-align: left; max-width: 28em; overflow-wrap: anywhere; }
+td.case { text-align: left; min-width: 18em; max-width: 32em; overflow-wrap: anywhere; font-size: 0.9em; }
 tr.suspect td { background: #fff3f3; } img.thumb { display: block; width: 360px; }
 """
 
