@@ -275,8 +275,14 @@ def report(results: list[dict[str, Any]], out: Path, command: str) -> str:
         "(and in brackets the corrupted ones), given labels against each method's corrected labels. Means over "
         "seeds.",
         "",
-        "| mode | method | P@k | AUROC | Dice given | Dice corrected | gain |",
-        "|---|---|---|---|---|---|---|",
+        "Settings: `suspect_threshold` 0.1 fixed before any score was seen; `suspect_opening_radius` 1 chosen on a "
+        "development seed (100: its own noise and training) that is not among these. Both rankings read the same "
+        "in-sample posteriors of the JCAS network (confident learning's paper uses cross-validated ones). "
+        "`ours_pair` and `ours_image` are the pair score and the whole-image share of ranking.csv; a method without "
+        "its own correction has no Dice.",
+        "",
+        "| mode | seeds | method | P@k | AUROC | Dice given | Dice corrected | gain |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     verdicts = []
     for mode in modes:
@@ -285,8 +291,10 @@ def report(results: list[dict[str, Any]], out: Path, command: str) -> str:
             given, corrected = _mean(sel, "dice_given"), _mean(sel, "dice_corrected")
             given_c, corrected_c = _mean(sel, "dice_given_corrupted"), _mean(sel, "dice_corrected_corrupted")
             has = not np.isnan(corrected)
+            mode_seeds = ", ".join(str(r["seed"]) for r in sel)
             lines.append(
-                f"| {mode} | {method} | {_mean(sel, 'precision_at_k'):.3f} | {_mean(sel, 'auroc'):.3f} | "
+                f"| {mode} | {mode_seeds} | {method} | {_mean(sel, 'precision_at_k'):.3f} | "
+                f"{_mean(sel, 'auroc'):.3f} | "
                 f"{given:.3f} ({given_c:.3f}) | "
                 + (
                     f"{corrected:.3f} ({corrected_c:.3f}) | {corrected - given:+.3f} ({corrected_c - given_c:+.3f}) |"
@@ -299,13 +307,19 @@ def report(results: list[dict[str, Any]], out: Path, command: str) -> str:
         jcas, ce = _mean(sel, "jcas_test_mdice"), _mean(sel, "ce_test_mdice")
         gain = _mean(sel, "dice_corrected") - _mean(sel, "dice_given")
         p_ours, p_cl = _mean(sel, "precision_at_k"), _mean(cl, "precision_at_k")
+        required = "" if jcas > ce else " (not required: JCAS does not beat CE here)"
         verdicts.append(
-            f"- {mode}: JCAS test mDice {jcas:.1f} vs CE {ce:.1f} ({'beats' if jcas > ce else 'does not beat'} "
-            f"training on the given labels); Dice gain {gain:+.3f} ({'met' if gain > 0 else 'NOT met'} where "
-            f"required: {'yes' if jcas > ce else 'no'}); P@k ours {p_ours:.3f} vs confident learning {p_cl:.3f} "
-            f"({'met' if p_ours >= p_cl else 'NOT met'})."
+            f"- {mode}: JCAS test mDice {jcas:.1f}, CE {ce:.1f}; Dice gain {gain:+.3f}: "
+            f"{'met' if gain > 0 else 'NOT met'}{required}; P@k ours {p_ours:.3f}, confident learning {p_cl:.3f}: "
+            f"{'met' if p_ours >= p_cl else 'NOT met'}."
         )
-    lines += ["", "Against the target (gain > 0 where JCAS beats CE; P@k at least confident learning's):", ""]
+    lines += [
+        "",
+        "Against the target (Dice gain > 0 in every mode where JCAS beats CE trained on the same given labels, on the "
+        "clean test split; P@k at least confident learning's). With about 15 corrupted cases per seed, one case moves "
+        "P@k by 0.07: differences of that size are within chance.",
+        "",
+    ]
     lines += verdicts
     text = "\n".join(lines) + "\n"
     (out / "label_cleaning.md").write_text(text)
@@ -313,6 +327,7 @@ def report(results: list[dict[str, Any]], out: Path, command: str) -> str:
 
 
 def load_results(results: Path) -> list[dict[str, Any]]:
+    """Every committed (mode, seed) result under ``results``."""
     return [json.loads(p.read_text()) for p in sorted(results.rglob("seed*.json"))]
 
 
