@@ -304,14 +304,20 @@ def report(results: list[dict[str, Any]], out: Path, command: str) -> str:
             )
         sel = [r for r in rows if r["mode"] == mode and r["method"] == "ours"]
         cl = [r for r in rows if r["mode"] == mode and r["method"] == "confident_learning"]
-        jcas, ce = _mean(sel, "jcas_test_mdice"), _mean(sel, "ce_test_mdice")
         gain = _mean(sel, "dice_corrected") - _mean(sel, "dice_given")
         p_ours, p_cl = _mean(sel, "precision_at_k"), _mean(cl, "precision_at_k")
-        required = "" if jcas > ce else " (not required: JCAS does not beat CE here)"
+        per_seed = []
+        for r in sel:  # the Dice target holds seed by seed, where that seed's JCAS beats that seed's CE
+            seed_gain = r["dice_corrected"] - r["dice_given"]
+            beats = r["jcas_test_mdice"] > r["ce_test_mdice"]
+            verdict = ("met" if seed_gain > 0 else "NOT met") if beats else "not required"
+            per_seed.append(
+                f"seed {r['seed']}: JCAS {r['jcas_test_mdice']:.1f} vs CE {r['ce_test_mdice']:.1f}, gain "
+                f"{seed_gain:+.3f} {verdict}"
+            )
         verdicts.append(
-            f"- {mode}: JCAS test mDice {jcas:.1f}, CE {ce:.1f}; Dice gain {gain:+.3f}: "
-            f"{'met' if gain > 0 else 'NOT met'}{required}; P@k ours {p_ours:.3f}, confident learning {p_cl:.3f}: "
-            f"{'met' if p_ours >= p_cl else 'NOT met'}."
+            f"- {mode}: Dice gain {gain:+.3f} ({'; '.join(per_seed)}); P@k ours {p_ours:.3f}, confident learning "
+            f"{p_cl:.3f}: {'met' if p_ours >= p_cl else 'NOT met'}."
         )
     lines += [
         "",
