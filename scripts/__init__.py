@@ -15,6 +15,8 @@ Configs reach everything as ``scripts.<module>.<name>`` (after ``$import scripts
 
 from . import (
     checkpoint,
+    cleaning_handler,
+    cleaning_report,
     config,
     config_check,
     dar,
@@ -27,6 +29,7 @@ from . import (
     export_onnx,
     folder_lock,
     handlers,
+    label_cleaning,
     losses,
     model_labels,
     network,
@@ -40,6 +43,7 @@ from . import (
     transition,
 )
 from .checkpoint import latest_checkpoint
+from .cleaning_handler import LabelCleaningHandler
 from .dar import DAR, dar_rectify
 from .data import CheckImageLabeld, LoadImageByFormatd, load_datalist
 from .demo_data import ensure_demo_dataset, make_demo_dataset
@@ -76,6 +80,7 @@ __all__ = [
     "ClassMetricsHandler",
     "ClassMetricsSaver",
     "JCASNet",
+    "LabelCleaningHandler",
     "LearningCurveHandler",
     "LoadImageByFormatd",
     "NoiseTransition",
@@ -89,6 +94,8 @@ __all__ = [
     "ValidationPlateauStop",
     "affinity_transition_from_class",
     "checkpoint",
+    "cleaning_handler",
+    "cleaning_report",
     "anchor_transition",
     "class_prior",
     "compute_noise_rates",
@@ -107,6 +114,7 @@ __all__ = [
     "export_onnx",
     "folder_lock",
     "handlers",
+    "label_cleaning",
     "label_palette",
     "latest_checkpoint",
     "load_datalist",
