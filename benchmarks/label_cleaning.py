@@ -159,7 +159,6 @@ def auroc(scores: Sequence[float], truth: Sequence[bool]) -> float:
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
     import torch
-
     from scripts.label_cleaning import foreground_dice
 
     return foreground_dice(torch.as_tensor(a.astype(np.int64)), torch.as_tensor(b.astype(np.int64)), 4)

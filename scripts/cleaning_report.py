@@ -38,13 +38,7 @@ def picture_slice(given: np.ndarray, corrected: np.ndarray) -> int | None:
     return int(changed.argmax()) if changed.any() else given.shape[-1] // 2
 
 
-def case_picture(
-    image: np.ndarray,
-    given: np.ndarray,
-    corrected: np.ndarray,
-    class_names: Sequence[str],
-    title: str,
-):
+def case_picture(image: np.ndarray, given: np.ndarray, corrected: np.ndarray, class_names: Sequence[str], title: str):
     """A matplotlib figure of one case, four panels side by side: the image, the given label over it, the corrected
     label over it, and the changed pixels (magenta) over the dimmed image; a legend names the class colours.
 

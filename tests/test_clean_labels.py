@@ -22,8 +22,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
-
 from scripts.config_check import ConfigError, reported_error
+
 from tests.test_bundle import CONFIGS, run, run_cli, run_multi_gpu, tiny_demo, workflow
 
 CLASSES = ("background", "shaft", "wrist", "clasper")

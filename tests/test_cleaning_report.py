@@ -20,7 +20,6 @@ import subprocess
 import numpy as np
 import pytest
 from PIL import Image
-
 from scripts.cleaning_report import case_picture, figure_png, picture_slice, report_html, thumbnail
 
 CLASSES = ("background", "shaft", "wrist", "clasper")

@@ -17,7 +17,6 @@ import logging
 
 import pytest
 import torch
-
 from scripts.label_cleaning import (
     case_scores,
     changed_area,
