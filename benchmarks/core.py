@@ -269,10 +269,10 @@ SW_CASES = {
 }
 
 
-def train_3d_window() -> tuple[list[int], float, int]:
-    """``patch_size``, ``sw_overlap`` and ``sw_batch_size`` of ``configs/train_3d.json``: the sliding window that
+def common_3d_window() -> tuple[list[int], float, int]:
+    """``patch_size``, ``sw_overlap`` and ``sw_batch_size`` of ``configs/common_3d.json``: the sliding window that
     validation, evaluation and inference use."""
-    config = json.loads((BUNDLE_ROOT / "configs" / "train_3d.json").read_text())
+    config = json.loads((BUNDLE_ROOT / "configs" / "common_3d.json").read_text())
     return list(config["patch_size"]), float(config["sw_overlap"]), int(config["sw_batch_size"])
 
 
@@ -357,9 +357,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         nargs="*",
         default=[(64, 64, 48), (256, 256, 128)],
         help="volume sizes XxYxZ of the sliding-window inference table (none: no table); default: the 3D demo "
-        "resampled to train_3d.json's pixdim, and a realistic CT",
+        "resampled to common_3d.json's pixdim, and a realistic CT",
     )
-    parser.add_argument("--sw-roi", type=int, nargs=3, default=None, help="window size (default: train_3d.json's)")
+    parser.add_argument("--sw-roi", type=int, nargs=3, default=None, help="window size (default: common_3d.json's)")
     parser.add_argument("--memory-case", nargs=5, help=argparse.SUPPRESS)  # internal: grid naive batch C D
     parser.add_argument("--memory-step3d", nargs=3, help=argparse.SUPPRESS)  # internal: case patch batch
     args = parser.parse_args(argv)
@@ -405,12 +405,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         lines += [f"## One 3D training step, {args.batch3d} patches of {args.patch3d}³, 3 classes, SGD", ""]
         lines += step_3d_table(device, args.repeats, tuple(args.channels), args.patch3d, args.batch3d) + [""]
     if args.sw_sizes:
-        roi, overlap, sw_batch_size = train_3d_window()
+        roi, overlap, sw_batch_size = common_3d_window()
         roi = args.sw_roi or roi
         window = "×".join(map(str, roi))
         lines += [f"## Sliding-window inference per volume, {window} windows, overlap {overlap}, 3 classes", ""]
         lines += [
-            f"MONAI's `SlidingWindowInferer` with `train_3d.json`'s overlap and `sw_batch_size` ({sw_batch_size}), as",
+            f"MONAI's `SlidingWindowInferer` with `common_3d.json`'s overlap and `sw_batch_size` ({sw_batch_size}), as",
             "in validation, evaluation and inference; one single-channel volume, no gradients. The baseline is the",
             "same UNet with a 1×1 class head and a softmax; JCAS adds the embedding head and DAR on each window.",
             "",

@@ -109,6 +109,8 @@ def test_train_writes_checkpoints_and_logs(demo):
         "lr_scheduler",
         "trainer",
         "best_metric",
+        "early_learning",
+        "early_stop",
     }
     assert last["transition_optimizer"]["state"][0]["step"] > 0  # T_C was stepped by its own optimiser
     assert last["trainer"]["iteration"] == 2 * last["trainer"]["epoch_length"]  # ignite keeps the epoch this way
@@ -170,9 +172,9 @@ def test_an_input_too_small_for_the_network_is_refused_with_its_name(tmp_path, m
         (["train.json"], "train#preprocessing", (16, 16)),
         (["train.json", "evaluate.json"], "validate#preprocessing", (16, 16)),
         (["inference.json"], "preprocessing", (16, 16)),
-        (["inference.json", "inference_patches.json"], "preprocessing", (16, 16)),
-        (["train.json", "train_3d.json"], "train#preprocessing", (1,)),  # the sliding window pads small volumes
-        (["inference.json", "inference_3d.json"], "preprocessing", (1,)),
+        (["inference.json", "common_patches.json"], "preprocessing", (16, 16)),
+        (["train.json", "common_3d.json", "train_3d.json"], "train#preprocessing", (1,)),  # the sliding window pads small volumes
+        (["inference.json", "common_3d.json"], "preprocessing", (1,)),
     ],
 )
 def test_each_workflow_checks_the_smallest_input(configs, key, expected):
@@ -387,6 +389,7 @@ def run_cli(configs: list[str], override: dict, cwd: Path, launcher: tuple[str, 
     return done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_workflows_run_from_another_directory(demo, tmp_path):
     """Train, evaluate and infer from a working directory outside the bundle, one holding a ``scripts`` package of
     its own (a user's project): the bundle's code is found through ``--bundle_root``."""
@@ -415,6 +418,7 @@ def run_multi_gpu(override: dict, cwd: Path, configs: tuple[str, ...] = ("train.
     return run_cli(list(configs), override, cwd, launcher)
 
 
+@pytest.mark.slow
 def test_multi_gpu_config_on_two_cpu_processes(demo, tmp_path):
     """multi_gpu_train.json with DistributedDataParallel (network and transitions) on two gloo processes; the
     trusted-label transition, estimated on each process's half of the validation split, is the same on both."""
@@ -427,6 +431,7 @@ def test_multi_gpu_config_on_two_cpu_processes(demo, tmp_path):
     assert len(estimates) == 2 and estimates[0] == estimates[1], estimates  # one per process, summed over both
 
 
+@pytest.mark.slow
 def test_multi_gpu_config_with_a_parameter_free_loss(demo, tmp_path):
     """A loss without parameters (here GCE) is not wrapped in DistributedDataParallel, and the network's unused
     affinity head (use_dar false, no affinity loss) does not stop DDP."""
@@ -436,6 +441,7 @@ def test_multi_gpu_config_with_a_parameter_free_loss(demo, tmp_path):
     assert (tmp_path / "models" / "model.pt").is_file()
 
 
+@pytest.mark.slow
 def test_multi_gpu_evaluate_on_two_cpu_processes(demo, tmp_path):
     """multi_gpu_evaluate.json: each process evaluates its half of the test split; the CSVs (written by process 0)
     hold every test image once and the same per-class means as the evaluation on one process."""
@@ -458,6 +464,7 @@ def test_multi_gpu_evaluate_on_two_cpu_processes(demo, tmp_path):
         assert summary == pytest.approx(tables["single"][1], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_training_repeats_bit_for_bit(demo, tmp_path):
     """Same seed, same thread count: two trainings give the same weights and transitions (the model card's
     reproducibility claim; the published benchmark runs were reused on it)."""

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from monai.bundle import ckpt_export, verify_metadata, verify_net_in_out
 from monai.bundle.config_parser import ConfigParser
@@ -41,6 +42,7 @@ def _network_def():
     return parser.get_parsed_content("network_def")
 
 
+@pytest.mark.slow
 def test_model_zoo_checks_from_another_directory(tmp_path):
     """The model zoo's CI commands on configs/inference.json alone, run from outside the bundle with --bundle_root:
     a fresh Python process, so the bundle's scripts package is found through bundle_root, not the working directory."""

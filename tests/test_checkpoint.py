@@ -373,6 +373,7 @@ def start_and_kill(pause: str, override: dict, tmp_path: Path) -> str:
     return log.read_text()
 
 
+@pytest.mark.slow
 def test_kill_and_resume(tiny, tmp_path):
     """SIGKILL halfway through writing checkpoint 3, then mid-epoch 3 of a resumed run; a last resume from checkpoint
     2 ends at the configured epoch with the transitions, stage, optimisers, schedule and best metric of checkpoint 2."""

@@ -119,6 +119,7 @@ def test_refuses_to_write_among_the_input_data(trained):
     assert isinstance(reported, ConfigError) and str(reported).startswith("clean_dir: expected a folder outside")
 
 
+@pytest.mark.slow
 def test_runs_from_another_directory(trained, tmp_path):
     cwd = tmp_path / "project"
     cwd.mkdir()

@@ -357,6 +357,7 @@ def test_uncaught_error_exits_1_with_reason_last(error, last, traceback):
     assert ("Traceback" in done.stderr) == traceback
 
 
+@pytest.mark.slow
 def test_bad_key_on_the_command_line_exits_1_with_the_reason_last(tmp_path):
     """``python -m monai.bundle run`` with warmup_epochs > max_epochs: exit 1, the key last, nothing written."""
     override = {

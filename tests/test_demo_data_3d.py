@@ -197,6 +197,7 @@ def test_3d_overlays_default_to_the_demo() -> None:
     assert config["num_classes"] == len(CLASS_NAMES) and config["class_names"] == list(CLASS_NAMES)
 
 
+@pytest.mark.slow
 def test_short_training_on_the_default_3d_demo(tmp_path: Path) -> None:
     """No datalist given: ``train_3d.json`` generates the demo into ``dataset_dir`` and trains on it (noisy labels,
     mixed orientations; a training entry's ``label_clean`` does not reach ``Spacingd``). A tiny network at 4 mm,

@@ -218,7 +218,8 @@ def test_estimate_refuses_the_posteriors_of_a_diverged_network(source):
     labels = torch.tensor([[[[0, 1], [1, 0]]]])
     loss = CALCLoss(2, lambda_consistency=0.0)
     batch = {"image": labels.float(), "label": labels}
-    handler = TransitionEstimateHandler(loss, FixedProbabilities(table), [batch], 3, source)
+    loss.switch_epoch.fill_(4)  # the correction stage starts at epoch 4
+    handler = TransitionEstimateHandler(loss, FixedProbabilities(table), [batch], source)
     before = loss.t_class().detach().clone()
     with pytest.raises(DivergenceError) as info:
         handler.estimate()

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from benchmarks import core as benchmark_core
-from benchmarks.core import SW_CASES, jcas_loss, main, train_3d_window, window_count
+from benchmarks.core import SW_CASES, jcas_loss, main, common_3d_window, window_count
 from tests.test_bundle import CONFIGS
 
 TINY = {"channels": (4, 8), "roi": (16, 16, 8), "overlap": 0.5, "sw_batch_size": 2}
@@ -40,9 +40,9 @@ def test_window_count(size: tuple[int, ...], roi: tuple[int, ...], overlap: floa
     assert window_count(size, roi, overlap) == expected
 
 
-def test_window_follows_train_3d() -> None:
-    config = json.loads((CONFIGS / "train_3d.json").read_text())
-    assert train_3d_window() == (config["patch_size"], config["sw_overlap"], config["sw_batch_size"])
+def test_window_follows_common_3d() -> None:
+    config = json.loads((CONFIGS / "common_3d.json").read_text())
+    assert common_3d_window() == (config["patch_size"], config["sw_overlap"], config["sw_batch_size"])
 
 
 def test_timed_steps_use_the_training_loss_weights() -> None:
