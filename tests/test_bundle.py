@@ -173,7 +173,8 @@ def test_an_input_too_small_for_the_network_is_refused_with_its_name(tmp_path, m
         (["train.json", "evaluate.json"], "validate#preprocessing", (16, 16)),
         (["inference.json"], "preprocessing", (16, 16)),
         (["inference.json", "common_patches.json"], "preprocessing", (16, 16)),
-        (["train.json", "common_3d.json", "train_3d.json"], "train#preprocessing", (1,)),  # the sliding window pads small volumes
+        # the sliding window pads small volumes
+        (["train.json", "common_3d.json", "train_3d.json"], "train#preprocessing", (1,)),
         (["inference.json", "common_3d.json"], "preprocessing", (1,)),
     ],
 )
@@ -286,6 +287,7 @@ def committed(path: Path) -> bool | None:
     return done[0].stdout.strip() == done[1].stdout.strip()
 
 
+@pytest.mark.slow
 def test_shipped_model_beats_threshold_on_demo_test_split(tmp_path):
     """The shipped weights score on the held-out clean test split of the demo data what configs/metadata.json says,
     through the documented evaluate command. They are read from models/model.ts, the committed export of the
@@ -327,6 +329,7 @@ def write_volumes(folder: Path, count: int, size: int = 24) -> list[dict[str, st
     return entries
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_3d_nifti(tmp_path):
     data = tmp_path / "data"  # outputs may not lie inside the dataset folder
     data.mkdir()

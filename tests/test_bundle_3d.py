@@ -112,6 +112,7 @@ def scans(tmp_path_factory) -> dict:
     return {"root": root, "data": data, "datalist": str(datalist)}
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_through_the_3d_overlay(scans):
     """Two epochs on patches (one warm-up, one correction), then evaluation with ``evaluate.json`` on top: sliding
     window, and per-class metrics against each test label in its own voxel grid (a rotated, anisotropic NIfTI and a
@@ -161,6 +162,7 @@ class ThresholdNet(torch.nn.Module):
         return F.one_hot(classes, 3).movedim(-1, 1).float()
 
 
+@pytest.mark.slow
 def test_inference_writes_predictions_in_the_input_geometry(scans, tmp_path):
     """``inference.json`` + ``inference_3d.json`` on a rotated, anisotropic NIfTI scan and a DICOM series: each
     prediction has its input's shape and affine (nibabel), and, from a network that thresholds the intensity, lies on
@@ -199,6 +201,7 @@ def preprocessing(**keys: Any) -> ConfigParser:
     return parser
 
 
+@pytest.mark.slow
 def test_mri_intensity_normalises_the_nonzero_voxels(scans):
     """``intensity "mri"``: no CT window; the voxels inside the body z-scored, the air around it cropped away."""
     image = nib.load(scans["data"] / "iso.nii.gz")

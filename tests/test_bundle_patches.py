@@ -25,6 +25,9 @@ from PIL import Image
 
 from tests.test_bundle import TINY_NET, run, tiny_demo, workflow
 
+pytestmark = pytest.mark.slow  # every test here trains a network first
+
+
 PATCHES = {"patch_size": [32, 32], "num_samples": 2, "sw_batch_size": 2}  # 80 x 64 demo frames: 6 windows each
 
 

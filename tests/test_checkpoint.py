@@ -292,6 +292,7 @@ def bundle_args(override: dict) -> list[str]:
     return ["run", "training", *configs, "--logging_file", str(CONFIGS / "logging.conf"), *cli(override)]
 
 
+@pytest.mark.slow
 def test_huge_volume_weight_stays_finite(tiny, tmp_path):
     """lambda_volume 1e6 (and a transition lr of 1e3) gave NaN transitions and NaN checkpoints from epoch 2 in 0.2.0.
     Now the volume term is floored (``transition_log_volume``) and T has its own bounded Adam steps: the run ends

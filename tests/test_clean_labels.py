@@ -24,11 +24,13 @@ import pytest
 from PIL import Image
 from scripts.config_check import ConfigError, reported_error
 
-from tests.test_bundle import CONFIGS, run, run_cli, run_multi_gpu, tiny_demo, workflow
+from tests.test_bundle import run, run_cli, run_multi_gpu, tiny_demo, workflow
+
+pytestmark = pytest.mark.slow  # every test here trains a network first
+
 
 CLASSES = ("background", "shaft", "wrist", "clasper")
-# the 3D overlays as the bundle lists them (a shared common_3d.json when there is one)
-CONFIGS_3D = ["train.json", *(["common_3d.json"] if (CONFIGS / "common_3d.json").is_file() else []), "train_3d.json"]
+CONFIGS_3D = ["train.json", "common_3d.json", "train_3d.json"]  # the 3D overlays in the README's order
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +121,6 @@ def test_refuses_to_write_among_the_input_data(trained):
     assert isinstance(reported, ConfigError) and str(reported).startswith("clean_dir: expected a folder outside")
 
 
-@pytest.mark.slow
 def test_runs_from_another_directory(trained, tmp_path):
     cwd = tmp_path / "project"
     cwd.mkdir()
@@ -128,7 +129,6 @@ def test_runs_from_another_directory(trained, tmp_path):
     assert len(_rows(tmp_path / "cleaned" / "ranking.csv")) == 8 and (tmp_path / "cleaned" / "report.html").is_file()
 
 
-@pytest.mark.slow
 def test_two_processes_share_the_cases_and_merge_one_ranking(cleaned, tmp_path):
     """multi_gpu_clean_labels.json on two gloo processes: each writes its own cases' labels, process 0 the ranking,
     equal to the one of a single process."""

@@ -52,6 +52,7 @@ def tracked(tmp_path_factory) -> dict:
     return {"root": root, "client": client, "run": runs[0], "evaluation": evaluations[0]}
 
 
+@pytest.mark.slow
 def test_run_records_the_hyperparameters(tracked):
     run = tracked["run"]
     assert run.info.status == "FINISHED"
@@ -75,6 +76,7 @@ def test_run_records_the_hyperparameters(tracked):
     assert params["datalist"] == str(tracked["root"] / "data" / "datalist.json")
 
 
+@pytest.mark.slow
 def test_run_records_metrics_per_epoch(tracked):
     client, run_id = tracked["client"], tracked["run"].info.run_id
     for name in ("val_mean_dice", "val_mean_iou", "loss_class", "loss_total", "T_C/0-0", "T_C/2-1", "T_A/1-1"):
@@ -83,6 +85,7 @@ def test_run_records_metrics_per_epoch(tracked):
     assert len(client.get_metric_history(run_id, "train_loss")) == 2 * 4  # every iteration: 8 images, batch 2
 
 
+@pytest.mark.slow
 def test_run_records_the_learned_transitions(tracked, tmp_path):
     client, run = tracked["client"], tracked["run"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -97,6 +100,7 @@ def test_run_records_the_learned_transitions(tracked, tmp_path):
             assert run.data.metrics[f"T_C/{i}-{j}"] == pytest.approx(value)
 
 
+@pytest.mark.slow
 def test_evaluation_is_a_finished_run_with_the_metric_files(tracked):
     client, run = tracked["client"], tracked["evaluation"]
     assert run.info.status == "FINISHED"  # MONAI's validator handler alone would leave it running

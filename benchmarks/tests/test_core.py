@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from benchmarks import core as benchmark_core
-from benchmarks.core import SW_CASES, jcas_loss, main, common_3d_window, window_count
+from benchmarks.core import SW_CASES, common_3d_window, jcas_loss, main, window_count
 from tests.test_bundle import CONFIGS
 
 TINY = {"channels": (4, 8), "roi": (16, 16, 8), "overlap": 0.5, "sw_batch_size": 2}
