@@ -90,9 +90,10 @@ PAPER_RECIPE = {  # the paper's method as this bundle implements it (docs/method
     "early_stop_patience": None,
     "warmup_gce_q": None,
     "anchor_calibration": False,
+    "warmup_dice": False,
 }
 # settings pinned after runs were made with the behaviour they pin (absent then): --rekey counts them as present
-NEW_PINS = {"early_stop_patience": None, "warmup_gce_q": None, "anchor_calibration": False}
+NEW_PINS = {"early_stop_patience": None, "warmup_gce_q": None, "anchor_calibration": False, "warmup_dice": False}
 METHODS: dict[str, dict[str, Any]] = {
     # the bundle's default: train.json as it is, nothing overridden but the budget
     "JCAS": {},
@@ -142,6 +143,9 @@ JCAS_ONLY = {
     "affinity_pairs",
     "use_dar",
     "warmup_epochs",
+    "warmup_gce_q",
+    "warmup_dice",
+    "anchor_calibration",
 }
 CORRECTION_ONLY = {
     "correction_threshold",

@@ -301,6 +301,8 @@ class CALCLoss(_Loss):
         affinity_pairs: sampled pairs per image for an unbiased estimate of ``L_A`` (None: exact).
         warmup_gce_q: None, or the exponent of a bounded class loss in the warm-up (:func:`bounded_nll`) instead of
             the NLL (ours, not in the paper).
+        warmup_dice: also the Dice term (``lambda_dice``, with ``T_C = I``) in the warm-up, as MONAI's ``DiceCELoss``
+            trains from the first epoch (ours, not in the paper).
     """
 
     def __init__(
@@ -317,11 +319,13 @@ class CALCLoss(_Loss):
         affinity_pairs: int | None = None,
         lambda_dice: float = 0.0,
         warmup_gce_q: float | None = None,
+        warmup_dice: bool = False,
     ) -> None:
         super().__init__()
         if warmup_gce_q is not None and not 0.0 < warmup_gce_q <= 1.0:
             raise ValueError(f"warmup_gce_q: expected None or a number in (0, 1], got {warmup_gce_q!r}")
         self.warmup_gce_q = warmup_gce_q
+        self.warmup_dice = bool(warmup_dice)
         self.weights = {
             "affinity": lambda_affinity,
             "volume": lambda_volume,
@@ -388,11 +392,11 @@ class CALCLoss(_Loss):
             terms = {"class": sum(bounded_nll(x, target, self.warmup_gce_q, self.ignore_index) for x in class_logits)}
         else:
             terms = {"class": sum(forward_corrected_nll(x, target, t_class, self.ignore_index) for x in class_logits)}
-        if correct and self.weights["dice"] > 0:
+        if (correct or self.warmup_dice) and self.weights["dice"] > 0:
             # T_C detached: the Dice term trains the network only. Dice rewards sharp predictions, and T_C = I lets
             # the corrected ones be sharpest, so its gradient would pull T_C to the identity (measured: the wrist
             # row's shaft entry 0.64 at the switch, 0.22 at epoch 40, truth 0.60); T_C is learned by the likelihood
-            t_fixed = t_class.detach()
+            t_fixed = t_class.detach() if correct else None
             terms["dice"] = sum(forward_corrected_dice(x, target, t_fixed, self.ignore_index) for x in class_logits)
         if self.weights["affinity"] > 0:
             embedding = pred["embedding"]

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from monai.losses import DiceLoss
 from scripts.losses import (
     CALCLoss,
     affinity_bce,
@@ -426,3 +427,20 @@ def test_clamp_is_effective_under_autocast(amp_dtype):
         bce = affinity_bce(identical_pair_embedding(), torch.tensor([[[0, 1]]]), torch.eye(2))
     torch.testing.assert_close(nll, torch.tensor(clamp_cost))
     torch.testing.assert_close(bce, torch.tensor(2 * clamp_cost / 4))  # 2 of the 4 pairs are wrong "same" pairs
+
+
+def test_warmup_dice_adds_the_plain_dice_term_in_the_warm_up():
+    """``warmup_dice``: the warm-up loss is the NLL plus ``lambda_dice`` times MONAI's soft Dice of softmax(logits)
+    (T_C = I), as ``DiceCELoss`` trains; without it the warm-up has no Dice term."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 4)
+    target = torch.randint(0, 3, (2, 4, 4))
+    pred = {"logits": logits}
+    nll = F.cross_entropy(logits, target)
+    dice = DiceLoss(include_background=True, to_onehot_y=True, softmax=True)(logits, target.unsqueeze(1))
+    common = {"lambda_affinity": 0.0, "lambda_consistency": 0.0, "lambda_dice": 0.5}
+    plain = CALCLoss(3, **common)
+    with_dice = CALCLoss(3, warmup_dice=True, **common)
+    torch.testing.assert_close(plain(pred, target), nll)
+    torch.testing.assert_close(with_dice(pred, target), nll + 0.5 * dice)
+    assert set(with_dice.last_terms) == {"class", "dice", "total"}

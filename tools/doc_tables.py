@@ -113,6 +113,9 @@ def robustness_summary(dataset: str = "demo2d", root: Path = BENCHMARKS) -> str:
     if clean:
         best = max(clean, key=clean.get)
         lines += ["", f"Test mDice in %, {dataset}; clean-label ceiling: {best} {clean[best]:.1f}."]
+    methods = sorted({r["method"] for r in runs if r["mode"] != "clean"} - {reference})
+    note = "¹: one seed only (the interval then holds the spread over the test images alone)."
+    lines += ["", f"Compared with: {', '.join(methods)}. {note}"]
     return "\n".join(lines) + "\n"
 
 
