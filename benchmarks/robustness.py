@@ -719,7 +719,13 @@ def execute(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
         if usable and args.rerun_stale and result["code"]["digest"] != code_identity()["digest"]:
             usable = False
         (done if usable else todo).append((run, result) if usable else run)
-    by_key = {r["key"]: r for r in load_results(Path(args.results))}  # a variant equal to another run is that run
+    by_key, trained_twins = {}, {}  # a variant equal to another run is that run
+    for result_path in sorted(Path(args.results).rglob("seed*.json")):
+        twin = json.loads(result_path.read_text())
+        by_key[twin["key"]] = twin
+        twin_dir = work / "runs" / result_path.relative_to(args.results).with_suffix("")
+        if finished_training(twin_dir, twin["key"]) is not None:  # e.g. a --tune run of what is now the default
+            trained_twins.setdefault(twin["key"], (twin, twin_dir))
     for run in list(todo):
         twin = by_key.get(run.key())
         if twin is not None and (args.tune or "test_per_image" in twin):
@@ -738,6 +744,10 @@ def execute(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
         run_dir = work / "runs" / run.result_file(Path()).with_suffix("")
         if old.get("key") == run.key() and (run_dir / "models" / "model.pt").is_file():  # a --tune run: test it
             result = {**old, "test_per_image": evaluate(run, lists[run.mode], run_dir, "test", threads)}
+        elif run.key() in trained_twins:  # trained under another name (a tuning variant): test that model
+            twin, twin_dir = trained_twins[run.key()]
+            test = evaluate(run, lists[run.mode], twin_dir, "test", threads)
+            result = {**twin, "method": run.name, "same_as": twin["method"], "test_per_image": test}
         else:
             result = train_and_evaluate(run, lists[run.mode], work, args.tune, threads)
         path.parent.mkdir(parents=True, exist_ok=True)
