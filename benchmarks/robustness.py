@@ -68,7 +68,6 @@ REFERENCE = "JCAS"  # the bundle's default method: every other method is compare
 PAPER = "JCAS (paper)"
 
 
-# peers: the same network without DAR, no correction stage, the fixed budget (model chosen on validation)
 def _paper_recipe() -> dict[str, Any]:
     """The paper's method as this bundle implements it (docs/method.md), pinned in ``configs/paper_recipe.json``;
     its warm-up of three eighths of the budget is written "3/8" here (see :func:`method_overrides`)."""
@@ -79,6 +78,7 @@ def _paper_recipe() -> dict[str, Any]:
     return {**recipe, "warmup_epochs": "3/8"}
 
 
+# peers: the same network without DAR, no correction stage, the fixed budget (model chosen on validation)
 PEER = {
     "use_dar": False,
     "lambda_affinity": 0.0,
