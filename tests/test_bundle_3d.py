@@ -164,7 +164,7 @@ class ThresholdNet(torch.nn.Module):
 
 @pytest.mark.slow
 def test_inference_writes_predictions_in_the_input_geometry(scans, tmp_path):
-    """``inference.json`` + ``inference_3d.json`` on a rotated, anisotropic NIfTI scan and a DICOM series: each
+    """``inference.json`` + ``common_3d.json`` on a rotated, anisotropic NIfTI scan and a DICOM series: each
     prediction has its input's shape and affine (nibabel), and, from a network that thresholds the intensity, lies on
     the object in the input's own voxels (it overlays the scan in a viewer)."""
     inputs = tmp_path / "inputs"

@@ -152,3 +152,44 @@ def test_a_real_run_records_what_the_tables_need(tmp_path, monkeypatch):
     mtime = (tmp_path / "results" / "tiny" / "confusion" / "JCAS" / "seed0.json").stat().st_mtime
     robustness.main(argv)  # nothing to train: the result is reused
     assert (tmp_path / "results" / "tiny" / "confusion" / "JCAS" / "seed0.json").stat().st_mtime == mtime
+
+
+@pytest.mark.slow
+def test_the_default_reuses_a_tuning_run_of_the_same_settings(tmp_path, monkeypatch):
+    """A --tune variant that later becomes the default is not trained again: the default's run tests the variant's
+    model (its validation scores and training time are the variant's) and trains nothing of its own."""
+    from scripts.demo_data import ensure_demo_dataset
+
+    tiny = Dataset(
+        make=lambda folder: Path(
+            ensure_demo_dataset(folder, num_train=4, num_val=2, num_test=3, size=(64, 80), noise=None)
+        ),
+        configs=["train.json"],
+        evaluate=["train.json", "evaluate.json"],
+        overrides={
+            "image_size": [48, 32],
+            "unet_channels": [8, 16, 32],
+            "unet_strides": [2, 2],
+            "feature_channels": 8,
+            "embedding_channels": 8,
+            "affinity_grid": 8,
+            "tensorboard_images": 0,
+        },
+        modes={"confusion": robustness.MODES_2D["confusion"]},
+        default_modes=["confusion"],
+        epochs=2,
+        methods=["JCAS"],
+    )
+    monkeypatch.setitem(DATASETS, "tiny", tiny)
+    common = ["--dataset", "tiny", "--seeds", "0", "--no_clean", "--work", str(tmp_path / "work")]
+    common += ["--results", str(tmp_path / "results"), "--out", str(tmp_path / "out")]
+    robustness.main([*common, "--tune", "--tag", "twin", "--override", "warmup_epochs=1"])
+    twin = json.loads((tmp_path / "results" / "tiny" / "confusion" / "JCAS__twin" / "seed0.json").read_text())
+    assert "test_per_image" not in twin  # tuning never reads the test split
+    monkeypatch.setitem(METHODS, "JCAS", {"warmup_epochs": 1})  # the variant has become the default
+    robustness.main(common)
+    result = json.loads((tmp_path / "results" / "tiny" / "confusion" / "JCAS" / "seed0.json").read_text())
+    assert result["key"] == twin["key"] and result["same_as"] == "JCAS [twin]"
+    assert result["val_per_image"] == twin["val_per_image"] and result["train_s"] == twin["train_s"]
+    assert len(result["test_per_image"]["dice"]) == 3
+    assert not (tmp_path / "work" / "runs" / "tiny" / "confusion" / "JCAS").exists()  # nothing trained for it
