@@ -239,13 +239,17 @@ DATASETS = {
             "patch_size": [32, 32, 16],
             "batch_size": 1,
             "num_samples": 2,
-            "affinity_grid": 16,
+            # 8 x 8 x 4 grid nodes on the 32 x 32 x 16 patch: 256, as the 2D benchmark's 16 x 16 (a 16^3 grid made
+            # a JCAS epoch 2.5 times a CE epoch, through DAR and the N^2 affinity pairs)
+            "affinity_grid": [8, 8, 4],
             "tensorboard_images": 0,
         },
         modes={"morph": {"mode": "morph", "radius": (1, 2)}, "omission": {"mode": "omission", "rate": 0.3}},
         default_modes=["morph", "omission"],
         epochs=40,
-        methods=["CE", "Dice-CE", PAPER, "JCAS"],
+        # the methods without correction, and Dice-CE as the best 2D peer (never behind JCAS in 2D, closest to it
+        # under boundary noise); the paper's recipe on request (--methods), at the cost the 4 h budget allows
+        methods=["CE", "Dice-CE", "JCAS"],
     ),
 }
 QUICK = {"dataset": "demo2d", "modes": ["confusion", "omission"], "methods": ["CE", "JCAS"], "seeds": [0], "epochs": 20}
