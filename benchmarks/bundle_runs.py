@@ -36,12 +36,17 @@ def cli_value(value: Any) -> str:
     return repr(list(value) if isinstance(value, tuple) else value)
 
 
-def bundle_run(configs: list[str], overrides: dict[str, Any], log: Path, threads: int | None = None) -> None:
+def bundle_run(
+    configs: list[str], overrides: dict[str, Any] | list[dict[str, Any]], log: Path, threads: int | None = None
+) -> None:
     """``python -m monai.bundle run`` on the bundle's ``configs`` (names in ``configs/``) with ``overrides``.
 
     Args:
         configs: config file names, later ones overriding earlier ones.
-        overrides: top-level keys and values.
+        overrides: top-level keys and values; a list of such dicts runs the configs once per dict, one after the
+            other in one process (``python -m benchmarks.bundle_runs``, which calls ``monai.bundle.run`` with the
+            values python-fire would have parsed from the command line), so that several evaluations of one model
+            pay for one start-up (importing MONAI takes about 25 s of CPU here).
         log: the run's output goes there.
         threads: OMP/MKL threads of the run (None: inherited).
 
@@ -49,17 +54,20 @@ def bundle_run(configs: list[str], overrides: dict[str, Any], log: Path, threads
         RuntimeError: the run failed, naming the log and the command.
     """
     files = [str(BUNDLE_ROOT / "configs" / name) for name in configs]
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        json.dumps(files) if len(files) > 1 else files[0],
-    ]
-    cmd += ["--logging_file", str(BUNDLE_ROOT / "configs" / "logging.conf"), "--bundle_root", str(BUNDLE_ROOT)]
-    for key, value in overrides.items():
-        cmd += [f"--{key}", cli_value(value)]
+    config_file = json.dumps(files) if len(files) > 1 else files[0]
+    logging_file = str(BUNDLE_ROOT / "configs" / "logging.conf")
+    if isinstance(overrides, dict):
+        cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_file]
+        cmd += ["--logging_file", logging_file, "--bundle_root", str(BUNDLE_ROOT)]
+        for key, value in overrides.items():
+            cmd += [f"--{key}", cli_value(value)]
+    else:
+        common = {"config_file": config_file, "logging_file": logging_file, "bundle_root": str(BUNDLE_ROOT)}
+        spec = [{**common, **{k: cli_value(v) for k, v in o.items()}} for o in overrides]
+        log.parent.mkdir(parents=True, exist_ok=True)
+        spec_file = log.with_suffix(".runs.json")
+        spec_file.write_text(json.dumps(spec, indent=1))
+        cmd = [sys.executable, "-m", "benchmarks.bundle_runs", str(spec_file)]
     env = dict(os.environ)
     if threads is not None:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -127,3 +135,17 @@ def code_identity(root: Path = BUNDLE_ROOT) -> dict[str, Any]:
 
     dirty = bool(git("status", "--porcelain", "--", "configs", "scripts"))
     return {"commit": git("rev-parse", "HEAD"), "dirty": dirty, "digest": digest.hexdigest()[:16]}
+
+
+def run_many(spec_file: Path) -> None:
+    """Each entry of the JSON list in ``spec_file`` (command-line strings by key, as :func:`bundle_run` writes them)
+    through ``monai.bundle.run``, in order, each value parsed as python-fire parses a command-line argument."""
+    from fire.parser import DefaultParseValue
+    from monai.bundle import run
+
+    for entry in json.loads(Path(spec_file).read_text()):
+        run(**{key: DefaultParseValue(value) for key, value in entry.items()})
+
+
+if __name__ == "__main__":
+    run_many(Path(sys.argv[1]))

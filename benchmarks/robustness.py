@@ -341,16 +341,20 @@ def _run_overrides(run: Run, datalist: Path, run_dir: Path) -> dict[str, Any]:
     return overrides
 
 
-def evaluate(run: Run, datalist: Path, run_dir: Path, split: str, threads: int | None) -> dict[str, Any]:
-    """Per-image scores of the run's selected model (``models/model.pt``) on ``split``."""
-    short = "val" if split == "validation" else split
-    overrides = {
-        **_run_overrides(run, datalist, run_dir),
-        "output_dir": run_dir / f"eval_{short}",
-        "test_datalist": f"$@scripts.data.load_datalist(@datalist, '{split}', require_label=True)",
-    }
-    bundle_run(DATASETS[run.dataset].evaluate, overrides, run_dir / f"evaluate_{short}.log", threads)
-    return read_per_image(run_dir / f"eval_{short}")
+def evaluate(run: Run, datalist: Path, run_dir: Path, splits: Sequence[str], threads: int | None) -> list[dict]:
+    """Per-image scores of the run's selected model (``models/model.pt``) on each of ``splits``, evaluated one after
+    the other in one process (``evaluate_<splits>.log``; ``eval_val/``, ``eval_test/``)."""
+    short = ["val" if split == "validation" else split for split in splits]
+    overrides = [
+        {
+            **_run_overrides(run, datalist, run_dir),
+            "output_dir": run_dir / f"eval_{name}",
+            "test_datalist": f"$@scripts.data.load_datalist(@datalist, '{split}', require_label=True)",
+        }
+        for split, name in zip(splits, short, strict=True)
+    ]
+    bundle_run(DATASETS[run.dataset].evaluate, overrides, run_dir / f"evaluate_{'_'.join(short)}.log", threads)
+    return [read_per_image(run_dir / f"eval_{name}") for name in short]
 
 
 def train_and_evaluate(run: Run, datalist: Path, work: Path, tune: bool, threads: int | None) -> dict[str, Any]:
@@ -376,10 +380,11 @@ def train_and_evaluate(run: Run, datalist: Path, work: Path, tune: bool, threads
         "train_s": round(train_s, 1),
         "val_best": val_best,
         "val_epoch": val_epoch,
-        "val_per_image": evaluate(run, datalist, run_dir, "validation", threads),
     }
+    scores = evaluate(run, datalist, run_dir, ["validation"] if tune else ["validation", "test"], threads)
+    result["val_per_image"] = scores[0]
     if not tune:
-        result["test_per_image"] = evaluate(run, datalist, run_dir, "test", threads)
+        result["test_per_image"] = scores[1]
     transitions = run_dir / "train" / "transitions.json"
     corrected = "CALC stage correction" in (run_dir / "train.log").read_text()  # the correction stage ran
     if transitions.is_file() and corrected:
@@ -742,10 +747,10 @@ def execute(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
         old = json.loads(path.read_text()) if path.is_file() else {}
         run_dir = work / "runs" / run.result_file(Path()).with_suffix("")
         if old.get("key") == run.key() and (run_dir / "models" / "model.pt").is_file():  # a --tune run: test it
-            result = {**old, "test_per_image": evaluate(run, lists[run.mode], run_dir, "test", threads)}
+            result = {**old, "test_per_image": evaluate(run, lists[run.mode], run_dir, ["test"], threads)[0]}
         elif run.key() in trained_twins:  # trained under another name (a tuning variant): test that model
             twin, twin_dir = trained_twins[run.key()]
-            test = evaluate(run, lists[run.mode], twin_dir, "test", threads)
+            test = evaluate(run, lists[run.mode], twin_dir, ["test"], threads)[0]
             result = {**twin, "method": run.name, "same_as": twin["method"], "test_per_image": test}
         else:
             result = train_and_evaluate(run, lists[run.mode], work, args.tune, threads)
