@@ -381,7 +381,9 @@ def train_and_evaluate(run: Run, datalist: Path, work: Path, tune: bool, threads
         "val_best": val_best,
         "val_epoch": val_epoch,
     }
+    start = time.perf_counter()
     scores = evaluate(run, datalist, run_dir, ["validation"] if tune else ["validation", "test"], threads)
+    result["eval_s"] = round(time.perf_counter() - start, 1)
     result["val_per_image"] = scores[0]
     if not tune:
         result["test_per_image"] = scores[1]
@@ -649,6 +651,7 @@ def report(results: list[dict[str, Any]], out: Path, command: str, reference: st
             "",
         ]
         lines += summary_tables(final, dataset, reference)
+        lines += ["", cost_line(runs, DATASETS[dataset].methods)]
         lines += ["", f"Where {reference} stands (from the intervals):", ""] + verdict_lines(final, dataset, reference)
         lines += [
             "",
@@ -662,6 +665,20 @@ def report(results: list[dict[str, Any]], out: Path, command: str, reference: st
     text = "\n".join(lines).rstrip() + "\n"
     (out / "robustness.md").write_text(text)
     return text
+
+
+def cost_line(runs: list[dict[str, Any]], methods: Sequence[str]) -> str:
+    """Markdown: each method's median training time per run (two runs at a time, one thread each) and its ratio to
+    Dice-CE's, and the median time of a run's evaluations (validation and test) where recorded."""
+    times = {m: [r["train_s"] for r in runs if r["method"] == m] for m in methods}
+    medians = {m: statistics.median(v) for m, v in times.items() if v}
+    base = medians.get("Dice-CE")
+    parts = [f"{m} {v:.0f} s" + (f" ({v / base:.2f}×)" if base and m != "Dice-CE" else "") for m, v in medians.items()]
+    evals = [r["eval_s"] for r in runs if "eval_s" in r]
+    line = "Median training time per run, two runs at a time, one thread each (ratio to Dice-CE): " + ", ".join(parts)
+    if evals:
+        line += f". Evaluation (validation and test, one process): median {statistics.median(evals):.0f} s per run"
+    return line + "."
 
 
 def tuning_report(results: list[dict[str, Any]], baseline: str, path: Path, command: str) -> str:
