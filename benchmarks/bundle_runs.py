@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUNDLE_ROOT", "best_validation", "bundle_run", "cli_value", "code_identity", "read_per_image"]
+__all__ = ["BUNDLE_ROOT", "best_validation", "bundle_command", "bundle_run", "cli_value", "code_identity", "read_per_image"]
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,35 +47,64 @@ def bundle_run(
             other in one process (``python -m benchmarks.bundle_runs``, which calls ``monai.bundle.run`` with the
             values python-fire would have parsed from the command line), so that several evaluations of one model
             pay for one start-up (importing MONAI takes about 25 s of CPU here).
+            A value None (a setting turned off, e.g. ``early_stop_patience``) goes in a config overlay instead of
+            the command line, which would drop it (:func:`_null_overlay`).
         log: the run's output goes there.
         threads: OMP/MKL threads of the run (None: inherited).
 
     Raises:
         RuntimeError: the run failed, naming the log and the command.
     """
-    files = [str(BUNDLE_ROOT / "configs" / name) for name in configs]
-    config_file = json.dumps(files) if len(files) > 1 else files[0]
-    logging_file = str(BUNDLE_ROOT / "configs" / "logging.conf")
-    if isinstance(overrides, dict):
-        cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_file]
-        cmd += ["--logging_file", logging_file, "--bundle_root", str(BUNDLE_ROOT)]
-        for key, value in overrides.items():
-            cmd += [f"--{key}", cli_value(value)]
-    else:
-        common = {"config_file": config_file, "logging_file": logging_file, "bundle_root": str(BUNDLE_ROOT)}
-        spec = [{**common, **{k: cli_value(v) for k, v in o.items()}} for o in overrides]
-        log.parent.mkdir(parents=True, exist_ok=True)
-        spec_file = log.with_suffix(".runs.json")
-        spec_file.write_text(json.dumps(spec, indent=1))
-        cmd = [sys.executable, "-m", "benchmarks.bundle_runs", str(spec_file)]
+    cmd = bundle_command(configs, overrides, log)
     env = dict(os.environ)
     if threads is not None:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:
         done = subprocess.run(cmd, cwd=BUNDLE_ROOT, stdout=f, stderr=subprocess.STDOUT, env=env, check=False)
     if done.returncode:
         raise RuntimeError(f"bundle run failed (exit {done.returncode}), see {log}: {' '.join(cmd)}")
+
+
+def bundle_command(configs: list[str], overrides: dict[str, Any] | list[dict[str, Any]], log: Path) -> list[str]:
+    """The command of :func:`bundle_run` (writing, beside ``log``, the files it reads: the overlay of the None
+    values, and for a list of runs their settings)."""
+    files = [str(BUNDLE_ROOT / "configs" / name) for name in configs]
+    logging_file = str(BUNDLE_ROOT / "configs" / "logging.conf")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    nulls = _null_overlay(overrides if isinstance(overrides, list) else [overrides], log)
+    if nulls is not None:
+        files.append(str(nulls))
+    config_file = json.dumps(files) if len(files) > 1 else files[0]
+    if isinstance(overrides, dict):
+        cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_file]
+        cmd += ["--logging_file", logging_file, "--bundle_root", str(BUNDLE_ROOT)]
+        for key, value in overrides.items():
+            if value is not None:
+                cmd += [f"--{key}", cli_value(value)]
+    else:
+        common = {"config_file": config_file, "logging_file": logging_file, "bundle_root": str(BUNDLE_ROOT)}
+        spec = [{**common, **{k: cli_value(v) for k, v in o.items() if v is not None}} for o in overrides]
+        spec_file = log.with_suffix(".runs.json")
+        spec_file.write_text(json.dumps(spec, indent=1))
+        cmd = [sys.executable, "-m", "benchmarks.bundle_runs", str(spec_file)]
+    return cmd
+
+
+def _null_overlay(overrides: list[dict[str, Any]], log: Path) -> Path | None:
+    """The overrides whose value is None, written as a config overlay beside ``log`` (None if there are none).
+
+    MONAI's ``run`` drops every override whose value is None (``update_kwargs(ignore_none=True)``), so
+    ``--early_stop_patience None`` on its command line leaves the config's value in place; a ``null`` in a config
+    file listed last does override it. Every dict of ``overrides`` must agree on these keys.
+    """
+    keys = [sorted(k for k, v in o.items() if v is None) for o in overrides]
+    if any(k != keys[0] for k in keys):
+        raise ValueError(f"the runs of one process must share their None-valued overrides, got {keys}")
+    if not keys[0]:
+        return None
+    path = log.with_suffix(".nulls.json")
+    path.write_text(json.dumps(dict.fromkeys(keys[0]), indent=4) + "\n")
+    return path
 
 
 def best_validation(output_dir: Path, metric: str = "val_mean_dice") -> tuple[float, int]:

@@ -649,6 +649,19 @@ def report(results: list[dict[str, Any]], out: Path, command: str, reference: st
             f"Seeds {seeds}; {n_val} validation and {n_test} test images; {epochs} epochs; "
             f"training time {sum(r['train_s'] for r in runs) / 3600:.2f} h in all.",
             "",
+            "Settings of every run: "
+            + ", ".join(f"`{k} {cli_value(v)}`" for k, v in DATASETS[dataset].overrides.items())
+            + "."
+            + (
+                " Noise modes: "
+                + "; ".join(
+                    f"{m}: " + ", ".join(f"{k} {v}" for k, v in a.items()) for m, a in DATASETS[dataset].modes.items()
+                )
+                + "."
+                if DATASETS[dataset].modes is not MODES_2D
+                else ""
+            ),
+            "",
         ]
         lines += summary_tables(final, dataset, reference)
         lines += ["", cost_line(runs, DATASETS[dataset].methods)]
