@@ -78,13 +78,13 @@ def _paper_recipe() -> dict[str, Any]:
     return {**recipe, "warmup_epochs": "3/8"}
 
 
-# peers: the same network without DAR, no correction stage, the fixed budget (model chosen on validation)
+# peers: the same network without DAR, no correction stage; like the default, each stops on a validation plateau
+# (train.json's early_stop_patience) within max_epochs, the model chosen on validation
 PEER = {
     "use_dar": False,
     "lambda_affinity": 0.0,
     "lambda_consistency": 0.0,
     "warmup_epochs": "all",
-    "early_stop_patience": None,
 }
 PAPER_RECIPE = _paper_recipe()
 # settings pinned after runs were made with the behaviour they pin (absent then): --rekey counts them as present
@@ -113,6 +113,7 @@ SHARED_KEYS = {
     "image_size",
     "flip_axis",
     "max_epochs",
+    "early_stop_patience",
     "val_interval",
     "batch_size",
     "num_samples",

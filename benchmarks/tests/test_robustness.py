@@ -27,7 +27,8 @@ from tests.test_config_check import SHIPPED
 
 def test_budgets_of_the_methods():
     assert method_overrides("CE", 60, {})["warmup_epochs"] == 60  # no correction stage
-    assert method_overrides("CE", 60, {})["early_stop_patience"] is None  # the fixed budget
+    assert "early_stop_patience" not in method_overrides("CE", 60, {})  # the default's plateau stop, as JCAS
+    assert method_overrides(PAPER, 60, {})["early_stop_patience"] is None  # the paper's fixed budget
     assert method_overrides(PAPER, 60, {})["warmup_epochs"] == 22  # 3/8 of the budget
     assert method_overrides("JCAS", 80, {"lambda_dice": 2.0}) == {"max_epochs": 80, "lambda_dice": 2.0}  # defaults
 
@@ -58,6 +59,9 @@ def test_a_changed_default_retrains_only_the_methods_that_read_it(monkeypatch):
     after = {m: r.key() for m, r in runs.items()}
     assert after["JCAS"] != before["JCAS"]
     assert {m: after[m] for m in (PAPER, "CE", "ADELE")} == {m: before[m] for m in (PAPER, "CE", "ADELE")}
+    monkeypatch.setattr(robustness, "train_defaults", lambda: {**defaults, "early_stop_patience": 20})
+    stopped = {m: r.key() for m, r in runs.items()}
+    assert all(stopped[m] != before[m] for m in ("JCAS", "CE", "ADELE")) and stopped[PAPER] == before[PAPER]
     monkeypatch.setattr(robustness, "train_defaults", lambda: {**defaults, "correction_threshold": 0.9})
     changed = {m for m, r in runs.items() if r.key() != before[m]}
     assert changed == {"JCAS", "ADELE"}  # the default reads every default; ADELE its correction threshold
