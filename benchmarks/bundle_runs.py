@@ -24,7 +24,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUNDLE_ROOT", "best_validation", "bundle_command", "bundle_run", "cli_value", "code_identity", "read_per_image"]
+__all__ = [
+    "BUNDLE_ROOT",
+    "best_validation",
+    "bundle_command",
+    "bundle_run",
+    "cli_value",
+    "code_identity",
+    "read_per_image",
+]
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[1]
 

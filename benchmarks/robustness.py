@@ -80,12 +80,7 @@ def _paper_recipe() -> dict[str, Any]:
 
 # peers: the same network without DAR, no correction stage; like the default, each stops on a validation plateau
 # (train.json's early_stop_patience) within max_epochs, the model chosen on validation
-PEER = {
-    "use_dar": False,
-    "lambda_affinity": 0.0,
-    "lambda_consistency": 0.0,
-    "warmup_epochs": "all",
-}
+PEER = {"use_dar": False, "lambda_affinity": 0.0, "lambda_consistency": 0.0, "warmup_epochs": "all"}
 PAPER_RECIPE = _paper_recipe()
 # settings pinned after runs were made with the behaviour they pin (absent then): --rekey counts them as present
 NEW_PINS = {"early_stop_patience": None, "warmup_gce_q": None, "anchor_calibration": False, "warmup_dice": False}
@@ -627,8 +622,10 @@ def report(results: list[dict[str, Any]], out: Path, command: str, reference: st
         f"{reference} (method − {reference}, points) and its 95 % interval (bootstrap over the test images plus the "
         "spread over seeds, `benchmarks/paired_stats.py`); ¹: one seed only.",
         "",
-        "Methods (train.json overrides; the peers train the same UNet without DAR, no correction stage, the model "
-        "chosen on validation within the budget):",
+        "Methods (train.json overrides; the peers train the same UNet without DAR, no correction stage; every "
+        "method but the paper's recipe stops once validation has not improved for `early_stop_patience` (10) "
+        "validations, within `max_epochs`, the paper's recipe trains the full budget; the model is the best on "
+        "validation):",
         "",
     ]
     lines += [

@@ -30,6 +30,7 @@ from .losses import CALCLoss
 from .transition import (
     anchor_transition,
     format_matrix,
+    prediction_confusion,
     soft_confusion,
     temperature_scaled,
     transition_error,
@@ -222,6 +223,10 @@ class TransitionEstimateHandler:
     - ``"trusted"``: images with trusted (clean) labels, such as a checked validation split; ``T_C[i, j]`` is the
       mean predicted probability of class ``j`` over their pixels of class ``i`` (gold loss correction, Hendrycks
       et al., NeurIPS 2018).
+    - ``"confusion"``: the training images and their given labels; ``T_C[i, j]`` is the share of given label ``j``
+      among the pixels the network assigns to class ``i`` (:func:`scripts.transition.prediction_confusion`): the
+      warm-up network's predictions stand in for the clean labels. Needs no clean label; suits a warm-up that does
+      not fit the flipped minority (a bounded loss), whose posteriors are too sharp for the anchor estimate.
 
     A run resumed after that epoch keeps the transitions of its checkpoint. Under ``torch.distributed`` the
     processes' estimates are averaged, so every process sets the same matrices.
@@ -230,7 +235,7 @@ class TransitionEstimateHandler:
         loss: the CALC loss of the trainer.
         network: the trained network; in ``eval()`` mode it returns BCH[WD] class probabilities.
         data_loader: batches of dicts with ``"image"`` BIH[WD] (and, for ``"trusted"``, ``"label"`` B1H[WD]).
-        source: ``"anchor"`` or ``"trusted"``.
+        source: ``"anchor"``, ``"trusted"`` or ``"confusion"``.
         device: where the network runs (default: the device of its parameters).
         pixels_per_image: pixels sampled per image for the anchor estimate.
         inferer: how the network predicts a batch, ``inferer(images, network)`` (e.g. the validation's
@@ -253,8 +258,8 @@ class TransitionEstimateHandler:
         inferer: Callable[[torch.Tensor, torch.nn.Module], torch.Tensor] | None = None,
         calibrate: bool = False,
     ) -> None:
-        if source not in ("anchor", "trusted"):
-            raise ValueError(f"transition estimate source must be 'anchor' or 'trusted', got {source!r}")
+        if source not in ("anchor", "trusted", "confusion"):
+            raise ValueError(f"transition estimate source must be 'anchor', 'trusted' or 'confusion', got {source!r}")
         self.loss = loss
         self.network = network
         self.data_loader = data_loader
@@ -298,6 +303,10 @@ class TransitionEstimateHandler:
                 if self.source == "trusted":
                     sums += soft_confusion(probs, batch["label"].to(device), num_classes, self.loss.ignore_index)
                     continue
+                if self.source == "confusion":
+                    labels = batch["label"].to(device)
+                    sums += prediction_confusion(probs, labels, num_classes, self.loss.ignore_index).to(sums)
+                    continue
                 labels = batch["label"].flatten(1).cpu() if self.calibrate else [None] * len(probs)
                 for image_probs, image_labels in zip(probs.flatten(2).transpose(1, 2).cpu(), labels, strict=True):
                     keep = torch.randperm(image_probs.shape[0], generator=generator)[: self.pixels_per_image]
@@ -306,11 +315,11 @@ class TransitionEstimateHandler:
                         sample_labels.append(image_labels[keep])
         finally:
             self.network.train(training)
-        if self.source == "trusted":
+        if self.source in ("trusted", "confusion"):
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 torch.distributed.all_reduce(sums)
             if sums.sum() == 0:
-                raise ValueError("the trusted data loader gave no labelled pixel to estimate T_C from")
+                raise ValueError(f"the {self.source} data loader gave no labelled pixel to estimate T_C from")
             return transition_from_confusion(sums)
         if not samples:
             raise ValueError("the data loader gave no image to estimate T_C from")

@@ -25,6 +25,7 @@ __all__ = [
     "affinity_transition_from_class",
     "anchor_transition",
     "format_matrix",
+    "prediction_confusion",
     "read_transition",
     "soft_confusion",
     "temperature_scaled",
@@ -184,6 +185,48 @@ def soft_confusion(
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must lie in 0..{num_classes - 1}, got {labels.unique().tolist()}")
     return torch.zeros(num_classes, num_classes, dtype=torch.float64, device=flat.device).index_add_(0, labels, flat)
+
+
+def prediction_confusion(
+    probs: torch.Tensor, labels: torch.Tensor, num_classes: int, ignore_index: int | None = None
+) -> torch.Tensor:
+    """``S[i, j]`` = the number of pixels the network assigns to class ``i`` (``argmax p``) whose given (noisy) label
+    is ``j``. With a warm-up network that predicts the clean class where most labels agree (a bounded loss does not
+    fit the minority of flipped labels, and early learning precedes memorisation), ``rownorm(S)`` estimates
+    ``T_C[i, j] = p(noisy = j | clean = i)`` from the training labels alone (:func:`transition_from_confusion`): the
+    predictions stand in for the clean labels of Hendrycks et al.'s gold correction.
+
+    Args:
+        probs: BCH[WD] class probabilities of the warm-up network.
+        labels: B1H[WD] or BH[WD] given integer labels at the same size.
+        num_classes: C.
+        ignore_index: label value left out.
+
+    Returns:
+        (C, C) float64 counts, rows predicted (clean), columns given (noisy).
+
+    Raises:
+        ValueError: ``probs`` holds a NaN or an infinity (the network diverged), or the shapes or labels are wrong.
+
+    Example:
+        >>> probs = torch.tensor([[0.9, 0.8, 0.2], [0.1, 0.2, 0.8]])[None, :, None]  # B=1, C=2, 1 x 3 pixels
+        >>> prediction_confusion(probs, torch.tensor([[[0, 1, 1]]]), 2)
+        tensor([[1., 1.],
+                [0., 1.]], dtype=torch.float64)
+    """
+    _check_posteriors(probs, "prediction_confusion")
+    if labels.ndim == probs.ndim:
+        labels = labels[:, 0]
+    if labels.shape != probs.shape[:1] + probs.shape[2:] or probs.shape[1] != num_classes:
+        raise ValueError(f"labels {tuple(labels.shape)} do not match probabilities {tuple(probs.shape)}")
+    predicted = probs.detach().argmax(dim=1).reshape(-1)
+    labels = labels.reshape(-1).long().to(predicted.device)
+    keep = labels != ignore_index if ignore_index is not None else torch.ones_like(labels, dtype=torch.bool)
+    predicted, labels = predicted[keep], labels[keep]
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in 0..{num_classes - 1}, got {labels.unique().tolist()}")
+    counts = torch.bincount(predicted * num_classes + labels, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes).double()
 
 
 def transition_from_confusion(sums: torch.Tensor) -> torch.Tensor:

@@ -193,6 +193,23 @@ def test_anchor_estimate_recovers_the_rows_of_a_noisy_posterior():
     torch.testing.assert_close(handler.estimate(), table)
 
 
+def test_confusion_estimate_counts_the_given_labels_of_each_predicted_class():
+    """Source "confusion": the network predicts the clean class (a noise-robust warm-up) and the given labels carry
+    the noise, so T_C[i, j] is the share of label j among the pixels predicted i; ignored pixels do not count."""
+    clean = torch.tensor([0] * 50 + [1] * 30 + [2] * 20).reshape(1, 1, 10, 10)
+    given = clean.clone()
+    given[0, 0].view(-1)[[0, 1, 2, 3, 4]] = 1  # 5 of 50 background pixels labelled 1
+    given[0, 0].view(-1)[50:62] = 2  # 12 of 30 class-1 pixels labelled 2
+    given[0, 0].view(-1)[80:85] = 255  # 5 of the class-2 pixels ignored
+    loss = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2]), ignore_index=255)
+    confident = torch.eye(3) * 0.9 + 0.1 / 3  # argmax = the clean class, whatever the sharpness
+    handler = TransitionEstimateHandler(
+        loss, FixedProbabilities(confident), [{"image": clean.float(), "label": given}], source="confusion"
+    )
+    expected = torch.tensor([[45 / 50, 5 / 50, 0.0], [0.0, 18 / 30, 12 / 30], [0.0, 0.0, 1.0]])
+    torch.testing.assert_close(handler.estimate(), expected)
+
+
 def test_estimate_predicts_through_the_inferer():
     """With an inferer (the validation's sliding window in 3D) the estimate predicts each batch through it."""
     table = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
@@ -210,7 +227,7 @@ def test_estimate_predicts_through_the_inferer():
     assert calls == [(1, 1, 2, 2)]
 
 
-@pytest.mark.parametrize("source", ["anchor", "trusted"])
+@pytest.mark.parametrize("source", ["anchor", "trusted", "confusion"])
 def test_estimate_refuses_the_posteriors_of_a_diverged_network(source):
     """A network gone NaN in the warm-up stops the run at the switch with DivergenceError, not with an initial
     transition of NaN."""
@@ -231,7 +248,7 @@ def test_estimate_refuses_the_posteriors_of_a_diverged_network(source):
 
 
 def test_estimate_handler_bad_source():
-    with pytest.raises(ValueError, match="'anchor' or 'trusted'"):
+    with pytest.raises(ValueError, match="'anchor', 'trusted' or 'confusion'"):
         TransitionEstimateHandler(CALCLoss(2, lambda_consistency=0.0), torch.nn.Identity(), [], source="oracle")
 
 

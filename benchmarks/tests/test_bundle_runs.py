@@ -50,7 +50,10 @@ def test_none_values_override_the_config_through_an_overlay(tmp_path):
     (config,) = _parsed(cmd)
     assert config["early_stop_patience"] is None and config["warmup_gce_q"] is None  # train.json: 10 and 0.7
     assert config["max_epochs"] == 7 and config["loss_type"] == "ce"
-    assert json.loads((tmp_path / "train.nulls.json").read_text()) == {"early_stop_patience": None, "warmup_gce_q": None}
+    assert json.loads((tmp_path / "train.nulls.json").read_text()) == {
+        "early_stop_patience": None,
+        "warmup_gce_q": None,
+    }
 
 
 def test_several_runs_in_one_process_see_their_own_settings(tmp_path):
