@@ -300,7 +300,14 @@ class Run:
         )
         read |= {"gce_q"} if loss_type == "gce" else set()
         defaults = {k: v for k, v in train_defaults().items() if self.method == REFERENCE or k in read}
-        content = {"dataset": self.dataset, "mode": self.mode, "settings": {**defaults, **overrides}, "version": 2}
+        # version 3: a method without the CALC loss counts its plateau stop from the end of early learning
+        version = 2 if loss_type == "jcas" else 3
+        content = {
+            "dataset": self.dataset,
+            "mode": self.mode,
+            "settings": {**defaults, **overrides},
+            "version": version,
+        }
         return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def result_file(self, results: Path) -> Path:
@@ -412,6 +419,15 @@ def load_results(results: Path, dataset: str | None = None) -> list[dict[str, An
     """Every result JSON under ``results`` (optionally of one dataset)."""
     root = results / dataset if dataset else results
     return [json.loads(p.read_text()) for p in sorted(root.rglob("seed*.json"))]
+
+
+def is_current(result: dict[str, Any]) -> bool:
+    """Whether a result's key is that of the same run today (False: made under settings or a stopping rule that
+    have changed since; the next invocation retrains it)."""
+    if result["method"] not in METHODS or result["dataset"] not in DATASETS:
+        return False
+    epochs = int(result["overrides"]["max_epochs"])
+    return Run(result["dataset"], result["mode"], result["method"], result["seed"], epochs).key() == result["key"]
 
 
 def compare(results: list[dict[str, Any]], dataset: str, mode: str, method: str, reference: str, split: str = "test"):
@@ -533,6 +549,7 @@ def write_csvs(results: list[dict[str, Any]], out: Path, reference: str) -> None
                 "val_epoch": r["val_epoch"],
                 "train_s": r["train_s"],
                 "commit": r["code"]["commit"][:10],
+                "current": is_current(r),
             }
         )
     _write_csv(out / "robustness_runs.csv", rows)
@@ -663,6 +680,15 @@ def report(results: list[dict[str, Any]], out: Path, command: str, reference: st
         ]
         lines += summary_tables(final, dataset, reference)
         lines += ["", cost_line(runs, DATASETS[dataset].methods)]
+        stale = [r for r in runs if not is_current(r)]
+        if stale:
+            names = ", ".join(sorted({r["method"] for r in stale}))
+            lines += [
+                "",
+                f"**{len(stale)} of these {len(runs)} runs were made under settings that have changed since** "
+                f"({names}; column `current` of `robustness_runs.csv`); the next `python -m benchmarks.robustness` "
+                "retrains them.",
+            ]
         lines += ["", f"Where {reference} stands (from the intervals):", ""] + verdict_lines(final, dataset, reference)
         lines += [
             "",

@@ -111,15 +111,21 @@ class ValidationPlateauStop(EarlyStopHandler):
 
     It runs on the trainer (after the ``ValidationHandler``), so every process of a multi-GPU run stops at the same
     epoch. With a CALC loss the count starts at the correction stage: a plateau of the warm-up does not end the run.
-    Its counter and best score are in its state dict, for the checkpoint.
+    Without one (a peer's loss), given the early-learning ``monitor``, the count starts once every foreground class
+    has ended its early learning, or after ``warmup_limit`` epochs, the moment ``warmup_epochs "auto"`` switches
+    JCAS: the plateau of a network that has not yet learned a class (all background at first) does not end the run
+    either. Its counter and best score are in its state dict, for the checkpoint.
 
     Args:
         patience: validations without improvement before stopping; None: never stop early.
         validator: the validation engine whose ``metric_name`` is watched.
         metric_name: the key metric.
-        loss: the CALC loss, to count from its correction stage only (None: count from the first epoch).
+        loss: the CALC loss, to count from its correction stage only.
         val_interval: epochs between validations.
         min_delta: the smallest increase that counts as an improvement.
+        monitor: without ``loss``, the :class:`scripts.early_learning.EarlyLearningMonitor` of the run, to count
+            from the end of early learning (None, and no ``loss``: count from the first epoch).
+        warmup_limit: with ``monitor``, the count starts after this epoch at the latest (None: no limit).
     """
 
     def __init__(
@@ -130,6 +136,8 @@ class ValidationPlateauStop(EarlyStopHandler):
         loss: CALCLoss | None = None,
         val_interval: int = 1,
         min_delta: float = 0.0,
+        monitor: EarlyLearningMonitor | None = None,
+        warmup_limit: int | None = None,
     ) -> None:
         if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
             raise ValueError(f"early_stop_patience must be a positive integer or null, got {patience!r}")
@@ -139,7 +147,20 @@ class ValidationPlateauStop(EarlyStopHandler):
         self.metric_name = metric_name
         self.loss = loss
         self.val_interval = val_interval
+        self.monitor = monitor
+        self.warmup_limit = warmup_limit
         self.logger = logging.getLogger(__name__)
+
+    def counting(self, epoch: int) -> bool:
+        """Whether the plateau counts at the end of ``epoch``: in the correction stage of a CALC loss; without one,
+        once early learning has ended (at an earlier epoch) or ``epoch`` is past ``warmup_limit``; always without
+        either."""
+        if self.loss is not None:
+            return bool(self.loss.correction)
+        if self.monitor is None:
+            return True
+        ended = self.monitor.foreground_ended
+        return (ended is not None and ended < epoch) or (self.warmup_limit is not None and epoch > self.warmup_limit)
 
     def attach(self, engine: Engine) -> None:
         if self.enabled:
@@ -149,7 +170,7 @@ class ValidationPlateauStop(EarlyStopHandler):
     def __call__(self, engine: Engine) -> None:
         if engine.state.epoch % self.val_interval or self.metric_name not in self.validator.state.metrics:
             return
-        if self.loss is not None and not self.loss.correction:
+        if not self.counting(engine.state.epoch):
             self._handler.counter, self._handler.best_score = 0, None  # the patience counts from the switch
             return
         super().__call__(engine)

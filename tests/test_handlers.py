@@ -119,6 +119,23 @@ def test_plateau_stop_counts_from_the_correction_stage():
         assert trainer.state.epoch == last_epoch, (loss, patience)
 
 
+@pytest.mark.parametrize("ended_at,limit,last_epoch", [(4, 10, 7), (None, 5, 8), (None, None, 12), (1, None, 4)])
+def test_a_peer_plateau_counts_from_the_end_of_early_learning(ended_at, limit, last_epoch):
+    """Without a CALC loss, patience 2 on a metric flat from epoch 1 counts from the epoch after early learning
+    ended (ended at 4: the first counted score, at 5, is the best, and 6 and 7 do not improve on it), or after the
+    limit; with neither, a plateau from epoch 1 does not end the run and the whole budget (12 epochs) runs."""
+    from scripts.handlers import ValidationPlateauStop
+
+    validator = Engine(lambda e, b: None)
+    trainer = Engine(lambda e, b: None)
+    monitor = FixedMonitor(ended_at)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: setattr(monitor, "epoch", e.state.epoch))
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: setattr(validator.state, "metrics", {"val": 0.5}))
+    ValidationPlateauStop(2, validator, "val", monitor=monitor, warmup_limit=limit).attach(trainer)
+    trainer.run(range(2), max_epochs=12)
+    assert trainer.state.epoch == last_epoch
+
+
 def test_stats_handler_metrics_and_tensorboard(tmp_path):
     loss = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2]), correction=True)
     optimizer = torch.optim.SGD([{"params": [torch.zeros(1)]}, {"params": loss.parameters(), "lr": 0.5}], lr=0.1)
