@@ -116,6 +116,14 @@ def robustness_summary(dataset: str = "demo2d", root: Path = BENCHMARKS) -> str:
     methods = sorted({r["method"] for r in runs if r["mode"] != "clean"} - {reference})
     note = "¹: one seed only (the interval then holds the spread over the test images alone)."
     lines += ["", f"Compared with: {', '.join(methods)}. {note}"]
+    stale = sorted({r["method"] for r in runs if r.get("current") == "False"})
+    if stale:
+        count = sum(r.get("current") == "False" for r in runs)
+        lines += [
+            "",
+            f"**Provisional**: {count} of the {len(runs)} runs ({', '.join(stale)}) were made under a stopping rule or "
+            "settings the benchmark has since corrected, and are being retrained (`current` in the runs CSV).",
+        ]
     return "\n".join(lines) + "\n"
 
 

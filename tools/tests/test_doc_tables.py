@@ -56,6 +56,11 @@ def test_robustness_summary_reads_the_paired_intervals(tmp_path: Path):
     row = "| confusion (wrist as shaft 60 %) | 80.0 | Dice-CE 75.0 | +5.0 [+3.0, +7.0] | ahead of all | 0.020 | ¹"
     assert row in table.splitlines()
     assert "clean-label ceiling: Dice-CE 85.0." in table
+    assert "Provisional" not in table
+
+    rows = list(csv.DictReader(open(tmp_path / "robustness_runs.csv")))
+    write("robustness_runs.csv", [{**r, "current": "False" if r["method"] == "CE" else "True"} for r in rows])
+    assert "**Provisional**: 1 of the 4 runs (CE) were made under" in doc_tables.robustness_summary("demo2d", tmp_path)
 
 
 def test_an_unknown_table_is_refused():
