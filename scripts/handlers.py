@@ -255,7 +255,8 @@ class TransitionEstimateHandler:
     Args:
         loss: the CALC loss of the trainer.
         network: the trained network; in ``eval()`` mode it returns BCH[WD] class probabilities.
-        data_loader: batches of dicts with ``"image"`` BIH[WD] (and, for ``"trusted"``, ``"label"`` B1H[WD]).
+        data_loader: batches of dicts with ``"image"`` BIH[WD] (and, for ``"trusted"`` and ``"confusion"``,
+            ``"label"`` B1H[WD]).
         source: ``"anchor"``, ``"trusted"`` or ``"confusion"``.
         device: where the network runs (default: the device of its parameters).
         pixels_per_image: pixels sampled per image for the anchor estimate.
