@@ -22,9 +22,10 @@ Usage::
 Every run trains and evaluates through the bundle's own configs with command-line overrides, in a subprocess, as a
 user would. The data: the demo generator without noise (2D: 48 training, 32 validation, 64 test frames; 3D: 12, 6
 and 16 volumes), whose training labels ``scripts.make_noisy`` corrupts in each mode (noise seed 0, the same noisy
-labels for every training seed). Models are selected on the validation split (clean labels); scores come from the
-test split (clean). Each finished run leaves one small JSON file (settings, code identity, per-image Dice on
-validation and test, the learned transition) in ``benchmarks/results/robustness/<dataset>/<mode>/<method>/``:
+labels for every training seed). Every method but the paper's recipe stops on the bundle's validation plateau
+(``early_stop_patience``, counted once early learning has ended) within ``max_epochs``; models are selected on the
+validation split (clean labels); scores come from the test split (clean). Each finished run leaves one small JSON
+file (settings, code identity, per-image Dice on validation and test, the learned transition) in ``benchmarks/results/robustness/<dataset>/<mode>/<method>/``:
 commit those, and a later invocation reuses them instead of training again. A result is reused when its settings
 (dataset, mode, method overrides, epochs, seed) are unchanged; the code it ran is recorded, not compared, so that an
 unrelated edit does not throw away hours of training (``--verify N`` retrains N finished runs and checks that they
