@@ -25,11 +25,12 @@ and 16 volumes), whose training labels ``scripts.make_noisy`` corrupts in each m
 labels for every training seed). Every method but the paper's recipe stops on the bundle's validation plateau
 (``early_stop_patience``, counted once early learning has ended) within ``max_epochs``; models are selected on the
 validation split (clean labels); scores come from the test split (clean). Each finished run leaves one small JSON
-file (settings, code identity, per-image Dice on validation and test, the learned transition) in ``benchmarks/results/robustness/<dataset>/<mode>/<method>/``:
-commit those, and a later invocation reuses them instead of training again. A result is reused when its settings
-(dataset, mode, method overrides, epochs, seed) are unchanged; the code it ran is recorded, not compared, so that an
-unrelated edit does not throw away hours of training (``--verify N`` retrains N finished runs and checks that they
-reproduce bit for bit; ``--rerun_stale`` retrains the runs made by other code).
+file (settings, code identity, per-image Dice on validation and test, the learned transition) in
+``benchmarks/results/robustness/<dataset>/<mode>/<method>/``: commit those, and a later invocation reuses them
+instead of training again. A result is reused when its settings (dataset, mode, method overrides, epochs, seed) are
+unchanged; the code it ran is recorded, not compared, so that an unrelated edit does not throw away hours of
+training (``--verify N`` retrains N finished runs and checks that they reproduce bit for bit; ``--rerun_stale``
+retrains the runs made by other code).
 
 Statistics (:mod:`benchmarks.paired_stats`): every comparison with JCAS is the paired difference of mDice (same
 seeds, same test images) with a 95 % interval from a bootstrap over the test images plus the spread over seeds;
