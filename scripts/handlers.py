@@ -46,6 +46,14 @@ __all__ = [
 ]
 
 
+def early_learning_over(monitor: EarlyLearningMonitor, limit: int | None, epoch: int) -> bool:
+    """Whether early learning is over by the start of ``epoch``: every foreground class ended it at an earlier epoch
+    (``monitor.foreground_ended``), or ``epoch`` is past ``limit`` (None: no limit). Where ``warmup_epochs "auto"``
+    switches JCAS and where a peer's plateau stop starts counting."""
+    ended = monitor.foreground_ended
+    return (ended is not None and ended < epoch) or (limit is not None and epoch > limit)
+
+
 class CALCStageHandler:
     """Runs :class:`scripts.losses.CALCLoss` in warm-up, then in correction from the switch epoch on.
 
@@ -86,8 +94,7 @@ class CALCStageHandler:
     def _switch_now(self, epoch: int) -> bool:
         if self.warmup_epochs != "auto":
             return epoch > self.warmup_epochs
-        ended = self.monitor.foreground_ended
-        return (ended is not None and ended < epoch) or (self.warmup_limit is not None and epoch > self.warmup_limit)
+        return early_learning_over(self.monitor, self.warmup_limit, epoch)
 
     def __call__(self, engine: Engine) -> None:
         epoch = engine.state.epoch
@@ -157,10 +164,7 @@ class ValidationPlateauStop(EarlyStopHandler):
         either."""
         if self.loss is not None:
             return bool(self.loss.correction)
-        if self.monitor is None:
-            return True
-        ended = self.monitor.foreground_ended
-        return (ended is not None and ended < epoch) or (self.warmup_limit is not None and epoch > self.warmup_limit)
+        return self.monitor is None or early_learning_over(self.monitor, self.warmup_limit, epoch)
 
     def attach(self, engine: Engine) -> None:
         if self.enabled:
