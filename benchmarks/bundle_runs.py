@@ -21,6 +21,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "bundle_run",
     "cli_value",
     "code_identity",
+    "finished_seconds",
     "read_per_image",
 ]
 
@@ -45,57 +47,98 @@ def cli_value(value: Any) -> str:
 
 
 def bundle_run(
-    configs: list[str], overrides: dict[str, Any] | list[dict[str, Any]], log: Path, threads: int | None = None
-) -> None:
+    configs: list[str] | list[list[str]],
+    overrides: dict[str, Any] | list[dict[str, Any]],
+    log: Path,
+    threads: int | None = None,
+) -> list[float]:
     """``python -m monai.bundle run`` on the bundle's ``configs`` (names in ``configs/``) with ``overrides``.
 
     Args:
-        configs: config file names, later ones overriding earlier ones.
+        configs: config file names, later ones overriding earlier ones; with a list of ``overrides``, either one
+            list for every run or one list per run (a training run, then evaluations of its model).
         overrides: top-level keys and values; a list of such dicts runs the configs once per dict, one after the
             other in one process (``python -m benchmarks.bundle_runs``, which calls ``monai.bundle.run`` with the
-            values python-fire would have parsed from the command line), so that several evaluations of one model
-            pay for one start-up (importing MONAI takes about 25 s of CPU here).
+            values python-fire would have parsed from the command line), so that training a model and evaluating
+            it pay for one start-up (importing MONAI takes 25 to 45 s here).
             A value None (a setting turned off, e.g. ``early_stop_patience``) goes in a config overlay instead of
             the command line, which would drop it (:func:`_null_overlay`).
         log: the run's output goes there.
         threads: OMP/MKL threads of the run (None: inherited).
 
+    Returns:
+        The wall-clock seconds of each run; the first includes the process's start-up.
+
     Raises:
-        RuntimeError: the run failed, naming the log and the command.
+        RuntimeError: the run failed, naming the log and the command (the seconds of the runs that finished are
+            in ``<log>.times.json``, see :func:`finished_seconds`).
     """
     cmd = bundle_command(configs, overrides, log)
     env = dict(os.environ)
     if threads is not None:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    times = _times_file(log)
+    times.unlink(missing_ok=True)
+    start = time.time()
     with open(log, "w") as f:
         done = subprocess.run(cmd, cwd=BUNDLE_ROOT, stdout=f, stderr=subprocess.STDOUT, env=env, check=False)
+    if isinstance(overrides, dict) and done.returncode == 0:  # a list of runs writes its own times
+        times.write_text(json.dumps([time.time()]))
+    seconds = finished_seconds(log, start)
     if done.returncode:
         raise RuntimeError(f"bundle run failed (exit {done.returncode}), see {log}: {' '.join(cmd)}")
+    return seconds
 
 
-def bundle_command(configs: list[str], overrides: dict[str, Any] | list[dict[str, Any]], log: Path) -> list[str]:
+def _times_file(log: Path) -> Path:
+    return log.with_suffix(".times.json")
+
+
+def finished_seconds(log: Path, start: float) -> list[float]:
+    """The wall-clock seconds of each run of :func:`bundle_run` that finished, from the end times (seconds since
+    the epoch) its process wrote to ``<log>.times.json``, the first counted from ``start``."""
+    times = _times_file(log)
+    ends = json.loads(times.read_text()) if times.is_file() else []
+    begins = [start, *ends][: len(ends)]
+    return [round(end - begin, 1) for begin, end in zip(begins, ends, strict=True)]
+
+
+def bundle_command(
+    configs: list[str] | list[list[str]], overrides: dict[str, Any] | list[dict[str, Any]], log: Path
+) -> list[str]:
     """The command of :func:`bundle_run` (writing, beside ``log``, the files it reads: the overlay of the None
     values, and for a list of runs their settings)."""
-    files = [str(BUNDLE_ROOT / "configs" / name) for name in configs]
+    runs = overrides if isinstance(overrides, list) else [overrides]
+    per_run = bool(configs) and isinstance(configs[0], list)
+    if per_run and len(configs) != len(runs):
+        raise ValueError(f"expected one config list per run, got {len(configs)} for {len(runs)} runs")
     logging_file = str(BUNDLE_ROOT / "configs" / "logging.conf")
     log.parent.mkdir(parents=True, exist_ok=True)
-    nulls = _null_overlay(overrides if isinstance(overrides, list) else [overrides], log)
-    if nulls is not None:
-        files.append(str(nulls))
-    config_file = json.dumps(files) if len(files) > 1 else files[0]
+    nulls = _null_overlay(runs, log)
+
+    def config_file(names: list[str]) -> str:
+        files = [str(BUNDLE_ROOT / "configs" / name) for name in names]
+        files += [] if nulls is None else [str(nulls)]
+        return json.dumps(files) if len(files) > 1 else files[0]
+
     if isinstance(overrides, dict):
-        cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_file]
+        cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config_file(configs)]
         cmd += ["--logging_file", logging_file, "--bundle_root", str(BUNDLE_ROOT)]
         for key, value in overrides.items():
             if value is not None:
                 cmd += [f"--{key}", cli_value(value)]
-    else:
-        common = {"config_file": config_file, "logging_file": logging_file, "bundle_root": str(BUNDLE_ROOT)}
-        spec = [{**common, **{k: cli_value(v) for k, v in o.items() if v is not None}} for o in overrides]
-        spec_file = log.with_suffix(".runs.json")
-        spec_file.write_text(json.dumps(spec, indent=1))
-        cmd = [sys.executable, "-m", "benchmarks.bundle_runs", str(spec_file)]
-    return cmd
+        return cmd
+    spec = []
+    for i, run in enumerate(runs):
+        common = {
+            "config_file": config_file(configs[i] if per_run else configs),
+            "logging_file": logging_file,
+            "bundle_root": str(BUNDLE_ROOT),
+        }
+        spec.append({**common, **{k: cli_value(v) for k, v in run.items() if v is not None}})
+    spec_file = log.with_suffix(".runs.json")
+    spec_file.write_text(json.dumps(spec, indent=1))
+    return [sys.executable, "-m", "benchmarks.bundle_runs", str(spec_file)]
 
 
 def _null_overlay(overrides: list[dict[str, Any]], log: Path) -> Path | None:
@@ -176,12 +219,18 @@ def code_identity(root: Path = BUNDLE_ROOT) -> dict[str, Any]:
 
 def run_many(spec_file: Path) -> None:
     """Each entry of the JSON list in ``spec_file`` (command-line strings by key, as :func:`bundle_run` writes them)
-    through ``monai.bundle.run``, in order, each value parsed as python-fire parses a command-line argument."""
+    through ``monai.bundle.run``, in order, each value parsed as python-fire parses a command-line argument; after
+    each, its end time is appended to the list in ``<spec_file without .runs.json>.times.json``."""
     from fire.parser import DefaultParseValue
     from monai.bundle import run
 
-    for entry in json.loads(Path(spec_file).read_text()):
+    spec_file = Path(spec_file)
+    times = spec_file.with_name(spec_file.name.removesuffix(".runs.json") + ".times.json")
+    ends: list[float] = []
+    for entry in json.loads(spec_file.read_text()):
         run(**{key: DefaultParseValue(value) for key, value in entry.items()})
+        ends.append(time.time())
+        times.write_text(json.dumps(ends))
 
 
 if __name__ == "__main__":

@@ -20,12 +20,13 @@ Usage::
     python -m benchmarks.robustness --tune --tag NAME --methods JCAS --override key=value   # validation only
 
 Every run trains and evaluates through the bundle's own configs with command-line overrides, in a subprocess, as a
-user would. The data: the demo generator without noise (2D: 48 training, 32 validation, 64 test frames; 3D: 12, 6
-and 16 volumes), whose training labels ``scripts.make_noisy`` corrupts in each mode (noise seed 0, the same noisy
-labels for every training seed). Every method but the paper's recipe stops on the bundle's validation plateau
-(``early_stop_patience``, counted once early learning has ended) within ``max_epochs``; models are selected on the
-validation split (clean labels); scores come from the test split (clean). Each finished run leaves one small JSON
-file (settings, code identity, per-image Dice on validation and test, the learned transition) in
+user would (training, then the evaluations of its model, in one process: one MONAI start-up per run). The data: the
+demo generator without noise (2D: 48 training, 32 validation, 64 test frames; 3D: 12, 6 and 16 volumes), whose
+training labels ``scripts.make_noisy`` corrupts in each mode (noise seed 0, the same noisy labels for every training
+seed). Every method but the paper's recipe stops on the bundle's validation plateau (``early_stop_patience``,
+counted once early learning has ended) within ``max_epochs``; models are selected on the validation split (clean
+labels); scores come from the test split (clean). Each finished run leaves one small JSON file (settings, code
+identity, per-image Dice on validation and test, the learned transition) in
 ``benchmarks/results/robustness/<dataset>/<mode>/<method>/``: commit those, and a later invocation reuses them
 instead of training again. A result is reused when its settings (dataset, mode, method overrides, epochs, seed) are
 unchanged; the code it ran is recorded, not compared, so that an unrelated edit does not throw away hours of
@@ -62,7 +63,15 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.bundle_runs import BUNDLE_ROOT, best_validation, bundle_run, cli_value, code_identity, read_per_image
+from benchmarks.bundle_runs import (
+    BUNDLE_ROOT,
+    best_validation,
+    bundle_run,
+    cli_value,
+    code_identity,
+    finished_seconds,
+    read_per_image,
+)
 from benchmarks.paired_stats import PairedDifference, mdice, paired_difference, verdict
 
 RESULTS = BUNDLE_ROOT / "benchmarks" / "results"
@@ -346,33 +355,59 @@ def _run_overrides(run: Run, datalist: Path, run_dir: Path) -> dict[str, Any]:
     return overrides
 
 
-def evaluate(run: Run, datalist: Path, run_dir: Path, splits: Sequence[str], threads: int | None) -> list[dict]:
-    """Per-image scores of the run's selected model (``models/model.pt``) on each of ``splits``, evaluated one after
-    the other in one process (``evaluate_<splits>.log``; ``eval_val/``, ``eval_test/``)."""
-    short = ["val" if split == "validation" else split for split in splits]
-    overrides = [
+def _eval_overrides(run: Run, datalist: Path, run_dir: Path, splits: Sequence[str]) -> list[dict[str, Any]]:
+    """The evaluate overrides of the run's selected model (``models/model.pt``) on each of ``splits``, writing
+    ``eval_val/`` and ``eval_test/``."""
+    return [
         {
             **_run_overrides(run, datalist, run_dir),
-            "output_dir": run_dir / f"eval_{name}",
+            "output_dir": run_dir / f"eval_{_short(split)}",
             "test_datalist": f"$@scripts.data.load_datalist(@datalist, '{split}', require_label=True)",
         }
-        for split, name in zip(splits, short, strict=True)
+        for split in splits
     ]
-    bundle_run(DATASETS[run.dataset].evaluate, overrides, run_dir / f"evaluate_{'_'.join(short)}.log", threads)
-    return [read_per_image(run_dir / f"eval_{name}") for name in short]
+
+
+def _short(split: str) -> str:
+    return "val" if split == "validation" else split
+
+
+def evaluate(run: Run, datalist: Path, run_dir: Path, splits: Sequence[str], threads: int | None) -> list[dict]:
+    """Per-image scores of the run's selected model on each of ``splits``, evaluated one after the other in one
+    process (``evaluate_<splits>.log``)."""
+    evals = _eval_overrides(run, datalist, run_dir, splits)
+    log = run_dir / f"evaluate_{'_'.join(map(_short, splits))}.log"
+    bundle_run([DATASETS[run.dataset].evaluate] * len(evals), evals, log, threads)
+    return [read_per_image(run_dir / f"eval_{_short(split)}") for split in splits]
 
 
 def train_and_evaluate(run: Run, datalist: Path, work: Path, tune: bool, threads: int | None) -> dict[str, Any]:
     """Train one run, then evaluate its selected model on the validation split (and the test split unless
-    ``tune``); return its result record."""
+    ``tune``), in one process (one start-up: ``train.log``); return its result record.
+
+    A run trained before (``trained.json`` with its key) is only evaluated (``evaluate_val[_test].log``).
+    """
     run_dir = work / "runs" / run.result_file(Path()).with_suffix("")
+    splits = ["validation"] if tune else ["validation", "test"]
+    dataset = DATASETS[run.dataset]
+    evals = _eval_overrides(run, datalist, run_dir, splits)
     train_s = finished_training(run_dir, run.key())
     if train_s is None:  # not trained yet (a run whose record was lost after training is only evaluated)
+        log = run_dir / "train.log"
+        start = time.time()
+        try:
+            configs = [dataset.configs] + [dataset.evaluate] * len(evals)
+            seconds = bundle_run(configs, [_run_overrides(run, datalist, run_dir), *evals], log, threads)
+        finally:  # a finished training is kept even if its evaluation failed
+            done = finished_seconds(log, start)
+            if done and (run_dir / "models" / "checkpoint_final.pt").is_file():
+                (run_dir / "trained.json").write_text(json.dumps({"key": run.key(), "train_s": done[0]}))
+        train_s, eval_s, eval_process = seconds[0], sum(seconds[1:]), "training"
+        scores = [read_per_image(run_dir / f"eval_{_short(split)}") for split in splits]
+    else:
         start = time.perf_counter()
-        overrides = _run_overrides(run, datalist, run_dir)
-        bundle_run(DATASETS[run.dataset].configs, overrides, run_dir / "train.log", threads)
-        train_s = time.perf_counter() - start
-        (run_dir / "trained.json").write_text(json.dumps({"key": run.key(), "train_s": round(train_s, 1)}))
+        scores = evaluate(run, datalist, run_dir, splits, threads)
+        eval_s, eval_process = time.perf_counter() - start, "own"
     val_best, val_epoch = best_validation(run_dir / "train")
     result: dict[str, Any] = {
         "dataset": run.dataset,
@@ -385,11 +420,10 @@ def train_and_evaluate(run: Run, datalist: Path, work: Path, tune: bool, threads
         "train_s": round(train_s, 1),
         "val_best": val_best,
         "val_epoch": val_epoch,
+        "eval_s": round(eval_s, 1),
+        "eval_process": eval_process,
+        "val_per_image": scores[0],
     }
-    start = time.perf_counter()
-    scores = evaluate(run, datalist, run_dir, ["validation"] if tune else ["validation", "test"], threads)
-    result["eval_s"] = round(time.perf_counter() - start, 1)
-    result["val_per_image"] = scores[0]
     if not tune:
         result["test_per_image"] = scores[1]
     transitions = run_dir / "train" / "transitions.json"
@@ -713,10 +747,11 @@ def cost_line(runs: list[dict[str, Any]], methods: Sequence[str]) -> str:
     medians = {m: statistics.median(v) for m, v in times.items() if v}
     base = medians.get("Dice-CE")
     parts = [f"{m} {v:.0f} s" + (f" ({v / base:.2f}×)" if base and m != "Dice-CE" else "") for m, v in medians.items()]
-    evals = [r["eval_s"] for r in runs if "eval_s" in r]
     line = "Median training time per run, two runs at a time, one thread each (ratio to Dice-CE): " + ", ".join(parts)
-    if evals:
-        line += f". Evaluation (validation and test, one process): median {statistics.median(evals):.0f} s per run"
+    for where, text in (("training", "after the training, in its process"), ("own", "in a process of its own")):
+        evals = [r["eval_s"] for r in runs if "eval_s" in r and r.get("eval_process", "own") == where]
+        if evals:
+            line += f". Evaluation (validation and test) {text}: median {statistics.median(evals):.0f} s per run"
     return line + "."
 
 

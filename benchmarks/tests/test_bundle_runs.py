@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fire.parser import DefaultParseValue
 from monai.bundle import ConfigParser, update_kwargs
 
-from benchmarks.bundle_runs import bundle_command
+from benchmarks.bundle_runs import bundle_command, finished_seconds
 
 
 def _parsed(cmd: list[str], runs_file: bool = False) -> list[dict]:
@@ -68,3 +69,20 @@ def test_several_runs_in_one_process_see_their_own_settings(tmp_path):
 def test_no_overlay_without_a_none_value(tmp_path):
     cmd = bundle_command(["train.json"], {"max_epochs": 3}, tmp_path / "train.log")
     assert not (tmp_path / "train.nulls.json").exists() and cmd[cmd.index("--config_file") + 1].endswith("train.json")
+
+
+def test_a_training_and_its_evaluations_in_one_process(tmp_path):
+    """One config list per run: the training run sees train.json alone, its evaluation evaluate.json on top."""
+    runs = [{"early_stop_patience": None, "max_epochs": 3}, {"early_stop_patience": None, "max_epochs": 3}]
+    cmd = bundle_command([["train.json"], ["train.json", "evaluate.json"]], runs, tmp_path / "train.log")
+    train, evaluate = _parsed(cmd, runs_file=True)
+    assert "model_path" not in train and "model_path" in evaluate  # a key of evaluate.json only
+    assert train["early_stop_patience"] is None and evaluate["max_epochs"] == 3
+    with pytest.raises(ValueError, match="one config list per run"):
+        bundle_command([["train.json"]], runs, tmp_path / "train.log")
+
+
+def test_finished_seconds_count_each_run_from_the_end_of_the_one_before(tmp_path):
+    (tmp_path / "train.times.json").write_text(json.dumps([1030.0, 1042.5]))  # two runs of three finished
+    assert finished_seconds(tmp_path / "train.log", start=1000.0) == [30.0, 12.5]
+    assert finished_seconds(tmp_path / "other.log", start=1000.0) == []

@@ -153,6 +153,10 @@ def test_a_real_run_records_what_the_tables_need(tmp_path, monkeypatch):
     assert result["test_per_image"]["classes"] == ["shaft", "wrist", "clasper"]
     assert np.asarray(result["t_class"]).shape == (4, 4) and 0 <= result["t_class_error"] <= 2
     assert len(result["code"]["commit"]) == 40 and result["overrides"]["max_epochs"] == "2"
+    run_dir = tmp_path / "work" / "runs" / "tiny" / "confusion" / "JCAS" / "seed0"
+    ends = json.loads((run_dir / "train.times.json").read_text())  # trained and evaluated in one process
+    assert len(ends) == 3 and not list(run_dir.glob("evaluate*.log")) and result["eval_process"] == "training"
+    assert result["train_s"] > 0 and 0 < result["eval_s"] <= ends[2] - ends[0] + 0.1
     mtime = (tmp_path / "results" / "tiny" / "confusion" / "JCAS" / "seed0.json").stat().st_mtime
     robustness.main(argv)  # nothing to train: the result is reused
     assert (tmp_path / "results" / "tiny" / "confusion" / "JCAS" / "seed0.json").stat().st_mtime == mtime
