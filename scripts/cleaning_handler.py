@@ -166,6 +166,7 @@ class LabelCleaningHandler:
         save_probabilities: also save each case's posteriors (``probabilities/``).
         split: the datalist list the cases come from (its labels are replaced in the written datalist).
         opening_radius: ``suspect_opening_radius``, see :func:`scripts.label_cleaning.open_mask`.
+        min_score: ``clean_min_score``: cases scored below it keep their given label.
     """
 
     def __init__(
@@ -182,6 +183,7 @@ class LabelCleaningHandler:
         save_probabilities: bool = False,
         split: str = "training",
         opening_radius: int = 1,
+        min_score: float = 0.0,
     ) -> None:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"suspect_threshold: expected a probability in (0, 1], got {threshold!r}")
@@ -203,6 +205,9 @@ class LabelCleaningHandler:
         if opening_radius < 0:
             raise ValueError(f"suspect_opening_radius: expected an integer >= 0, got {opening_radius!r}")
         self.opening_radius = int(opening_radius)
+        if not 0.0 <= min_score <= 1.0:
+            raise ValueError(f"clean_min_score: expected a share in [0, 1], got {min_score!r}")
+        self.min_score = float(min_score)
         self.records: list[dict[str, Any]] = []
         self._candidates: list[tuple[tuple[float, int], int, dict[str, Any]]] = []
 
@@ -237,6 +242,7 @@ class LabelCleaningHandler:
             index,
             self.ignore_index,
             self.opening_radius,
+            self.min_score,
         )
         given = read_label(Path(label_path))
         to_disk = disk_orientation(convert_to_numpy(loaded), given)
@@ -327,8 +333,9 @@ class LabelCleaningHandler:
             f"{len(ranking)} cases of {self.datalist}, most suspect first. score: the share of suspect pixels among "
             f"those whose given or corrected label is foreground; a pixel is suspect where the probability of its "
             f"given label under the network and the learned noise model, p T_C, is below {self.threshold:g} "
-            f"(suspect regions thinner than {2 * self.opening_radius + 1} pixels dropped). "
-            "pair_score: the same for pixel pairs with T_A on the affinity grid. changed_*: pixels changed per "
+            f"(suspect regions thinner than {2 * self.opening_radius + 1} pixels dropped)"
+            + (f"; a case scored below {self.min_score:g} keeps its given label. " if self.min_score > 0 else ". ")
+            + "pair_score: the same for pixel pairs with T_A on the affinity grid. changed_*: pixels changed per "
             "class; dice_given_corrected: foreground Dice of the given against the corrected label.",
             f"Noise model: {self.source}. Pictures of the top {len(pictures)} cases: image | given | corrected | "
             "changed.",
@@ -343,6 +350,7 @@ class LabelCleaningHandler:
             "T_A": self.t_affinity.tolist(),
             "suspect_threshold": self.threshold,
             "suspect_opening_radius": self.opening_radius,
+            "clean_min_score": self.min_score,
             "pairs": self.num_pairs,
             "top_k": self.top_k,
             "num_cases": len(ranking),

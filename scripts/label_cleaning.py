@@ -291,6 +291,7 @@ def case_scores(
     seed: int = 0,
     ignore_index: int | None = None,
     opening_radius: int = 1,
+    min_score: float = 0.0,
 ) -> tuple[torch.Tensor, dict]:
     """The corrected label and every score of one case (what a row of ``ranking.csv`` holds).
 
@@ -300,6 +301,8 @@ def case_scores(
         t_class, t_affinity: the noise model, (C, C) and (2, 2).
         grid, threshold, num_pairs, seed, ignore_index: see :func:`pair_suspicion`.
         opening_radius: the suspect mask is opened with :func:`open_mask` of this radius (0: not).
+        min_score: a case whose ``score`` is below it keeps its given label (``clean_min_score``): on a mask that
+            is right, every change is the network's own error.
 
     Returns:
         the H[WD] corrected label, and ``score`` (:func:`suspicion_score`), ``pair_score``
@@ -312,18 +315,22 @@ def case_scores(
     label = label.long()
     num_classes = probs.shape[0]
     suspect = open_mask(suspect_pixels(probs, label, t_class, threshold, ignore_index), opening_radius)
+    if not 0.0 <= min_score <= 1.0:
+        raise ValueError(f"clean_min_score: expected a share in [0, 1], got {min_score!r}")
     corrected = corrected_label(probs, label, t_class, suspect, ignore_index)
     labelled = int((label != ignore_index).sum()) if ignore_index is not None else label.numel()
-    scores = {
+    scores = {  # from the correction the model proposes, whether the case then keeps its label or not
         "score": suspicion_score(suspect, label, corrected, num_classes),
         "pair_score": pair_suspicion(
             probs, label, corrected, t_affinity, grid, threshold, num_pairs, seed, ignore_index
         ),
         "pixel_share": float(suspect.sum()) / max(labelled, 1),
         "class_scores": class_scores(suspect, label, corrected, num_classes),
-        "changed": changed_area(label, corrected, num_classes),
-        "dice": foreground_dice(label, corrected, num_classes),
     }
+    if scores["score"] < min_score:
+        corrected = label.clone()
+    scores["changed"] = changed_area(label, corrected, num_classes)
+    scores["dice"] = foreground_dice(label, corrected, num_classes)
     return corrected, scores
 
 

@@ -164,6 +164,23 @@ def test_opening_in_case_scores_keeps_thick_regions_only():
     assert scores["changed"] == [9, 9] and scores["score"] == pytest.approx(9 / 17)
 
 
+def test_a_case_scored_below_clean_min_score_keeps_its_given_label():
+    """The same case as above (score 9/17 = 0.53): corrected at clean_min_score 0.5, kept as given at 0.6, with
+    the same scores (the ranking does not change) and nothing changed."""
+    probs = torch.stack([torch.full((8, 8), 0.99), torch.full((8, 8), 0.01)])
+    label = torch.zeros(8, 8, dtype=torch.long)
+    label[2:5, 2:5] = 1
+    label[7, :] = 1
+    args = (probs, label, torch.eye(2), torch.eye(2))
+    corrected, scores = case_scores(*args, grid=(4, 4), num_pairs=100, min_score=0.5)
+    assert scores["changed"] == [9, 9]
+    kept, kept_scores = case_scores(*args, grid=(4, 4), num_pairs=100, min_score=0.6)
+    assert torch.equal(kept, label) and kept_scores["changed"] == [0, 0] and kept_scores["dice"] == 1.0
+    assert kept_scores["score"] == scores["score"] and kept_scores["pair_score"] == scores["pair_score"]
+    with pytest.raises(ValueError, match="clean_min_score"):
+        case_scores(*args, grid=(4, 4), num_pairs=100, min_score=1.5)
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="suspect_opening_radius"):
         open_mask(torch.ones(3, 3, dtype=torch.bool), -1)
