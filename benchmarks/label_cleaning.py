@@ -38,7 +38,8 @@ The cleaning runs with the config's defaults: ``suspect_threshold`` 0.1 was fixe
 ``suspect_opening_radius`` 1 was chosen on a development seed (100) that is not among the scored ones; nothing is
 read from the test split but the two models' mDice.
 
-Each (mode, seed) leaves ``benchmarks/results/label_cleaning/<mode>/seed<seed>.json``; ``--out`` gets
+Each (mode, seed) leaves ``benchmarks/results/label_cleaning/<mode>/seed<seed>.json`` (commit them: a later run
+reuses those made at the same budget and cleaning settings, :func:`is_current`); ``--out`` gets
 ``label_cleaning.md`` and ``label_cleaning.csv``.
 """
 
@@ -88,6 +89,17 @@ TRAINED = {  # method -> train.json overrides on top of BUDGET (CE as the robust
     },
 }
 RANKED = ("ours", "ours_pair", "ours_image", "confident_learning", "disagreement")
+
+
+def clean_settings() -> dict[str, Any]:
+    """The ``clean_labels.json`` defaults a result depends on (with :data:`BUDGET`, what makes it current)."""
+    config = json.loads((BUNDLE_ROOT / "configs" / "clean_labels.json").read_text())
+    return {k: config[k] for k in ("suspect_threshold", "suspect_opening_radius", "clean_min_score")}
+
+
+def is_current(result: dict[str, Any]) -> bool:
+    """Whether a result was made at today's budget and cleaning settings (else the next run redoes it)."""
+    return result.get("budget") == BUDGET and result.get("clean_settings") == clean_settings()
 
 
 def prepare_data(work: Path, mode: str, seed: int) -> Path:
@@ -360,12 +372,12 @@ def report(results: list[dict[str, Any]], out: Path, command: str) -> str:
 
 
 def _stale_line(results: list[dict[str, Any]]) -> list[str]:
-    """A Markdown paragraph naming the results trained at another budget than :data:`BUDGET` (none: nothing)."""
-    stale = [f"{r['mode']} seed {r['seed']}" for r in results if r.get("budget") != BUDGET]
+    """A Markdown paragraph naming the results that are not :func:`is_current` (none: nothing)."""
+    stale = [f"{r['mode']} seed {r['seed']}" for r in results if not is_current(r)]
     if not stale:
         return []
     return [
-        f"**Provisional**: {len(stale)} of {len(results)} results were trained at an earlier budget "
+        f"**Provisional**: {len(stale)} of {len(results)} results were made at an earlier budget or cleaning settings "
         f"({', '.join(stale)}); the next `python -m benchmarks.label_cleaning` retrains them.",
         "",
     ]
@@ -428,6 +440,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.report:
         for seed in args.seeds:
             for mode in args.modes:
+                path = results / mode / f"seed{seed}.json"
+                if path.is_file() and is_current(json.loads(path.read_text())):
+                    print(f"{mode} | seed {seed} | reused {path}", flush=True)
+                    continue
                 datalist = prepare_data(work, mode, seed)
                 models = {}
                 for method in args.methods:
@@ -441,8 +457,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     continue
                 scored = clean_and_score(datalist, work / "runs" / mode / "JCAS" / f"seed{seed}", seed, args.threads)
                 result = {"mode": mode, "seed": seed, "fraction": FRACTION, "budget": BUDGET, "models": models}
-                result.update(code=code_identity(), **scored)
-                path = results / mode / f"seed{seed}.json"
+                result.update(clean_settings=clean_settings(), code=code_identity(), **scored)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(result, indent=1) + "\n")
                 for row in method_rows(result):
