@@ -16,6 +16,7 @@ Usage::
     python -m benchmarks.label_cleaning                      # every mode and seed (resumes), then the table
     python -m benchmarks.label_cleaning --stage train        # only train (JCAS and the CE baseline)
     python -m benchmarks.label_cleaning --report             # table and CSV from the committed results only
+    python -m benchmarks.label_cleaning --sweep 0 0.05 0.1 --seeds 100   # clean_min_score on a development seed
 
 Data: the demo generator without noise (48 training, 16 validation, 32 test frames), whose training labels
 ``scripts.make_noisy`` corrupts with ``--fraction 0.3`` in each mode (ellipse, morph, omission, model-made labels),
