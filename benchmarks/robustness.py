@@ -378,6 +378,11 @@ def evaluate(run: Run, datalist: Path, run_dir: Path, splits: Sequence[str], thr
     evals = _eval_overrides(run, datalist, run_dir, splits)
     log = run_dir / f"evaluate_{'_'.join(map(_short, splits))}.log"
     bundle_run([DATASETS[run.dataset].evaluate] * len(evals), evals, log, threads)
+    return _scores(run_dir, splits)
+
+
+def _scores(run_dir: Path, splits: Sequence[str]) -> list[dict]:
+    """The per-image scores the evaluations of ``run_dir`` wrote, one per split."""
     return [read_per_image(run_dir / f"eval_{_short(split)}") for split in splits]
 
 
@@ -403,7 +408,7 @@ def train_and_evaluate(run: Run, datalist: Path, work: Path, tune: bool, threads
             if done and (run_dir / "models" / "checkpoint_final.pt").is_file():
                 (run_dir / "trained.json").write_text(json.dumps({"key": run.key(), "train_s": done[0]}))
         train_s, eval_s, eval_process = seconds[0], sum(seconds[1:]), "training"
-        scores = [read_per_image(run_dir / f"eval_{_short(split)}") for split in splits]
+        scores = _scores(run_dir, splits)
     else:
         start = time.perf_counter()
         scores = evaluate(run, datalist, run_dir, splits, threads)

@@ -310,13 +310,13 @@ def case_scores(
         ``changed`` (per class, :func:`changed_area`) and ``dice`` (:func:`foreground_dice` of given and corrected).
     """
     _check(probs, label)
+    if not 0.0 <= min_score <= 1.0:
+        raise ValueError(f"clean_min_score: expected a share in [0, 1], got {min_score!r}")
     probs = probs.float().clamp_min(0)
     probs = probs / probs.sum(dim=0, keepdim=True).clamp_min(1e-12)
     label = label.long()
     num_classes = probs.shape[0]
     suspect = open_mask(suspect_pixels(probs, label, t_class, threshold, ignore_index), opening_radius)
-    if not 0.0 <= min_score <= 1.0:
-        raise ValueError(f"clean_min_score: expected a share in [0, 1], got {min_score!r}")
     corrected = corrected_label(probs, label, t_class, suspect, ignore_index)
     labelled = int((label != ignore_index).sum()) if ignore_index is not None else label.numel()
     scores = {  # from the correction the model proposes, whether the case then keeps its label or not
