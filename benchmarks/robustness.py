@@ -812,11 +812,12 @@ def execute(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
     work = Path(args.work)
     lists = prepare_data(args.dataset, sorted({r.mode for r in runs} - {"clean"}), work)
     done, todo = [], []
+    today = code_identity()["digest"]
     for run in runs:
         path = run.result_file(Path(args.results))
         result = json.loads(path.read_text()) if path.is_file() else None
         usable = result is not None and result.get("key") == run.key() and (args.tune or "test_per_image" in result)
-        if usable and args.rerun_stale and result["code"]["digest"] != code_identity()["digest"]:
+        if usable and args.rerun_stale and result["code"]["digest"] != today:
             usable = False
         (done if usable else todo).append((run, result) if usable else run)
     by_key, trained_twins = {}, {}  # a variant equal to another run is that run
@@ -826,6 +827,9 @@ def execute(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
         twin_dir = work / "runs" / result_path.relative_to(args.results).with_suffix("")
         if finished_training(twin_dir, twin["key"]) is not None:  # e.g. a --tune run of what is now the default
             trained_twins.setdefault(twin["key"], (twin, twin_dir))
+    if args.rerun_stale:  # a twin made by other code is as stale as the run itself
+        by_key = {k: t for k, t in by_key.items() if t["code"]["digest"] == today}
+        trained_twins = {k: t for k, t in trained_twins.items() if t[0]["code"]["digest"] == today}
     for run in list(todo):
         twin = by_key.get(run.key())
         if twin is not None and (args.tune or "test_per_image" in twin):
