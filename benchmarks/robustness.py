@@ -94,7 +94,9 @@ def _paper_recipe() -> dict[str, Any]:
 PEER = {"use_dar": False, "lambda_affinity": 0.0, "lambda_consistency": 0.0, "warmup_epochs": "all"}
 PAPER_RECIPE = _paper_recipe()
 # settings pinned after runs were made with the behaviour they pin (absent then): --rekey counts them as present
-NEW_PINS = {"early_stop_patience": None, "warmup_gce_q": None, "anchor_calibration": False, "warmup_dice": False}
+NEW_PINS = {"early_stop_patience": None, "warmup_gce_q": None, "anchor_calibration": False, "warmup_dice": False,
+    "correction_gce_q": None,
+}
 METHODS: dict[str, dict[str, Any]] = {
     # the bundle's default: train.json as it is, nothing overridden but the budget
     "JCAS": {},
@@ -147,6 +149,7 @@ JCAS_ONLY = {
     "warmup_epochs",
     "warmup_gce_q",
     "warmup_dice",
+    "correction_gce_q",
     "anchor_calibration",
 }
 CORRECTION_ONLY = {

@@ -93,8 +93,11 @@ def forward_corrected_nll(
         return total / (target != ignore_index).sum().clamp_min(1)
 
 
-def bounded_nll(logits: torch.Tensor, target: torch.Tensor, q: float, ignore_index: int = -100) -> torch.Tensor:
-    """The generalized cross-entropy ``(1 - p_y^q) / q`` (Zhang & Sabuncu, NeurIPS 2018), mean over labelled pixels.
+def bounded_nll(
+    logits: torch.Tensor, target: torch.Tensor, q: float, ignore_index: int = -100, t_class: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The generalized cross-entropy ``(1 - p_y^q) / q`` (Zhang & Sabuncu, NeurIPS 2018), mean over labelled pixels;
+    forward-corrected, ``p = softmax(logits) T_C``, when ``t_class`` is given.
 
     Bounded by ``1 / q``: a pixel whose label the network finds improbable (a flip, under random noise) weighs little.
 
@@ -103,9 +106,13 @@ def bounded_nll(logits: torch.Tensor, target: torch.Tensor, q: float, ignore_ind
         target: BH[WD] integer labels.
         q: the exponent in (0, 1] (``q -> 0`` is the cross-entropy).
         ignore_index: label value that contributes nothing.
+        t_class: (C, C) row-stochastic class transition ``T_C``, or None for no correction.
     """
     with torch.autocast(device_type=logits.device.type, enabled=False):
-        log_probs = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
+        if t_class is None:
+            log_probs = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
+        else:
+            log_probs = torch.log(_noisy_probabilities(logits, t_class).clamp_min(_CLAMP))
         valid = target != ignore_index
         log_p_y = log_probs.gather(1, torch.where(valid, target, 0).unsqueeze(1))[:, 0]
         loss = torch.where(valid, -torch.expm1(q * log_p_y) / q, torch.zeros_like(log_p_y))
@@ -303,6 +310,10 @@ class CALCLoss(_Loss):
             the NLL (ours, not in the paper).
         warmup_dice: also the Dice term (``lambda_dice``, with ``T_C = I``) in the warm-up, as MONAI's ``DiceCELoss``
             trains from the first epoch (ours, not in the paper).
+        correction_gce_q: None (the paper), or the exponent of a bounded class loss for the network in the
+            correction stage: the network learns from the forward-corrected generalized cross-entropy (``T_C``
+            detached) and ``T_C`` from the forward-corrected likelihood (the network detached), so the network
+            stays as robust as in a bounded warm-up while ``T_C`` is still the likelihood's (ours, not in the paper).
     """
 
     def __init__(
@@ -320,11 +331,14 @@ class CALCLoss(_Loss):
         lambda_dice: float = 0.0,
         warmup_gce_q: float | None = None,
         warmup_dice: bool = False,
+        correction_gce_q: float | None = None,
     ) -> None:
         super().__init__()
-        if warmup_gce_q is not None and not 0.0 < warmup_gce_q <= 1.0:
-            raise ValueError(f"warmup_gce_q: expected None or a number in (0, 1], got {warmup_gce_q!r}")
+        for name, q in (("warmup_gce_q", warmup_gce_q), ("correction_gce_q", correction_gce_q)):
+            if q is not None and (isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 < q <= 1.0):
+                raise ValueError(f"{name}: expected None or a number in (0, 1], got {q!r}")
         self.warmup_gce_q = warmup_gce_q
+        self.correction_gce_q = correction_gce_q
         self.warmup_dice = bool(warmup_dice)
         self.weights = {
             "affinity": lambda_affinity,
@@ -390,6 +404,15 @@ class CALCLoss(_Loss):
         class_logits = [logits] + ([pred["rectified"]] if "rectified" in pred else [])
         if not correct and self.warmup_gce_q is not None:  # a bounded warm-up: the network does not fit every flip
             terms = {"class": sum(bounded_nll(x, target, self.warmup_gce_q, self.ignore_index) for x in class_logits)}
+        elif correct and self.correction_gce_q is not None:  # bounded for the network, the likelihood for T_C
+            q, t_fixed = self.correction_gce_q, t_class.detach()
+            terms = {
+                "class": sum(
+                    bounded_nll(x, target, q, self.ignore_index, t_fixed)
+                    + forward_corrected_nll(x.detach(), target, t_class, self.ignore_index)
+                    for x in class_logits
+                )
+            }
         else:
             terms = {"class": sum(forward_corrected_nll(x, target, t_class, self.ignore_index) for x in class_logits)}
         if (correct or self.warmup_dice) and self.weights["dice"] > 0:

@@ -21,6 +21,7 @@ from scripts.losses import (
     CALCLoss,
     affinity_bce,
     affinity_consistency,
+    bounded_nll,
     class_prior,
     forward_corrected_dice,
     forward_corrected_nll,
@@ -444,3 +445,47 @@ def test_warmup_dice_adds_the_plain_dice_term_in_the_warm_up():
     torch.testing.assert_close(plain(pred, target), nll)
     torch.testing.assert_close(with_dice(pred, target), nll + 0.5 * dice)
     assert set(with_dice.last_terms) == {"class", "dice", "total"}
+
+
+def test_bounded_nll_forward_corrected_equals_its_definition():
+    """``bounded_nll(..., t_class=T)`` is ``mean (1 - ((softmax x) T)_y^q) / q`` over labelled pixels."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 4)
+    target = torch.randint(0, 3, (2, 4, 4))
+    target[0, 0, 0] = 255
+    t = torch.tensor([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.0, 0.3, 0.7]])
+    noisy = torch.einsum("bchw,cd->bdhw", torch.softmax(logits, 1), t)
+    valid = target != 255
+    p_y = noisy.gather(1, torch.where(valid, target, 0)[:, None])[:, 0]
+    expected = ((1 - p_y**0.7) / 0.7)[valid].mean()
+    torch.testing.assert_close(bounded_nll(logits, target, 0.7, 255, t), expected)
+    torch.testing.assert_close(
+        bounded_nll(logits, target, 0.7, 255, torch.eye(3)), bounded_nll(logits, target, 0.7, 255)
+    )
+
+
+def test_bounded_correction_trains_the_network_by_gce_and_t_class_by_the_likelihood():
+    """``correction_gce_q``: in the correction stage the class term is the forward-corrected GCE plus the
+    forward-corrected NLL, whose gradients reach the network only through the GCE and ``T_C`` only through the NLL."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    target = torch.randint(0, 3, (2, 4, 4))
+    common = {"lambda_affinity": 0.0, "lambda_consistency": 0.0, "lambda_volume": 0.0, "correction": True}
+    loss = CALCLoss(3, correction_gce_q=0.5, **common)
+    total = loss({"logits": logits}, target)
+    t = loss.t_class()
+    torch.testing.assert_close(
+        total, bounded_nll(logits, target, 0.5, t_class=t) + forward_corrected_nll(logits, target, t)
+    )
+    total.backward()
+    grad_net, grad_t = logits.grad.clone(), loss.t_class.weight.grad.clone()
+
+    x = logits.detach().clone().requires_grad_(True)
+    bounded_nll(x, target, 0.5, t_class=t.detach()).backward()
+    torch.testing.assert_close(grad_net, x.grad)
+    reference = CALCLoss(3, **common)  # the paper's correction loss: NLL for both
+    reference.t_class.weight.data.copy_(loss.t_class.weight.data)
+    forward_corrected_nll(logits.detach(), target, reference.t_class()).backward()
+    torch.testing.assert_close(grad_t, reference.t_class.weight.grad)
+    with pytest.raises(ValueError, match="correction_gce_q"):
+        CALCLoss(3, correction_gce_q=1.5)
