@@ -94,7 +94,11 @@ def _paper_recipe() -> dict[str, Any]:
 PEER = {"use_dar": False, "lambda_affinity": 0.0, "lambda_consistency": 0.0, "warmup_epochs": "all"}
 PAPER_RECIPE = _paper_recipe()
 # settings pinned after runs were made with the behaviour they pin (absent then): --rekey counts them as present
-NEW_PINS = {"early_stop_patience": None, "warmup_gce_q": None, "anchor_calibration": False, "warmup_dice": False,
+NEW_PINS = {
+    "early_stop_patience": None,
+    "warmup_gce_q": None,
+    "anchor_calibration": False,
+    "warmup_dice": False,
     "correction_gce_q": None,
 }
 METHODS: dict[str, dict[str, Any]] = {
@@ -901,13 +905,16 @@ def verify(results: list[dict[str, Any]], count: int, args: argparse.Namespace) 
         )
 
 
-def rekey(results_dir: Path) -> int:
-    """Give the results made before a change of :meth:`Run.key`, or before a setting was pinned (:data:`NEW_PINS`),
-    the key of the same run today, when their recorded overrides are the run's (pins aside); returns how many."""
+def rekey(results_dir: Path, methods: Sequence[str]) -> int:
+    """Give the results of ``methods`` made before a change of :meth:`Run.key` that does not change what their runs
+    do (a setting added at the value that reproduces the old behaviour, or pinned: :data:`NEW_PINS`), the key of
+    the same run today, when their recorded overrides are the run's (pins aside); returns how many. A result made
+    under a stopping rule or default that has changed since has the same overrides too, so the methods are named:
+    rekeying every method would pass such runs off as current."""
     count = 0
     for path in sorted(results_dir.rglob("seed*.json")):
         result = json.loads(path.read_text())
-        if result["method"] not in METHODS:
+        if result["method"] not in METHODS or result["method"] not in methods:
             continue
         epochs = int(result["overrides"]["max_epochs"])
         run = Run(result["dataset"], result["mode"], result["method"], result["seed"], epochs)
@@ -942,7 +949,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report", action="store_true", help="only regenerate the tables from the results")
     parser.add_argument("--verify", type=int, default=0, help="retrain N finished runs and check they reproduce")
     parser.add_argument("--rerun_stale", action="store_true", help="retrain the runs made by other code")
-    parser.add_argument("--rekey", action="store_true", help="update the keys of results made before a key change")
+    parser.add_argument(
+        "--rekey", action="store_true", help="update the keys of --methods' results made before a neutral key change"
+    )
     parser.add_argument("--work", default=str(BUNDLE_ROOT / "runs" / "robustness"), help="data, models, logs")
     parser.add_argument("--results", default=str(RESULTS / "robustness"), help="per-run result files")
     parser.add_argument("--out", default=str(BUNDLE_ROOT / "docs" / "benchmarks"), help="tables and plots")
@@ -954,6 +963,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.clean = False
     data = DATASETS[args.dataset]
     args.modes = args.modes or data.default_modes
+    explicit_methods = args.methods is not None
     args.methods = args.methods or data.methods
     args.epochs = args.epochs or data.epochs
     unknown = [m for m in args.modes if m not in data.modes]
@@ -967,6 +977,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         except json.JSONDecodeError:
             parsed[key] = value
     args.override = parsed
+    if args.rekey and not explicit_methods:
+        parser.error("--rekey needs --methods: the methods whose key changed without a change of what they do")
     if args.tune:
         if not args.tag and args.override:
             parser.error("--tune with --override needs a --tag naming the variant")
@@ -979,7 +991,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = shlex.join(["python", "-m", "benchmarks.robustness", *(argv if argv is not None else sys.argv[1:])])
     out = Path(args.out)
     if args.rekey:
-        print(f"{rekey(Path(args.results))} results rekeyed")
+        print(f"{rekey(Path(args.results), args.methods)} results rekeyed")
         return
     if args.report:
         print(report(load_results(Path(args.results)), out, command))

@@ -201,3 +201,12 @@ def test_the_default_reuses_a_tuning_run_of_the_same_settings(tmp_path, monkeypa
     assert result["val_per_image"] == twin["val_per_image"] and result["train_s"] == twin["train_s"]
     assert len(result["test_per_image"]["dice"]) == 3
     assert not (tmp_path / "work" / "runs" / "tiny" / "confusion" / "JCAS").exists()  # nothing trained for it
+
+    # --rerun_stale: a twin made by other code is stale too, so the default trains a run of its own
+    for path in (tmp_path / "results").rglob("seed0.json"):
+        made = json.loads(path.read_text())
+        path.write_text(json.dumps({**made, "code": {**made["code"], "digest": "other code"}}))
+    robustness.main([*common, "--rerun_stale"])
+    retrained = json.loads((tmp_path / "results" / "tiny" / "confusion" / "JCAS" / "seed0.json").read_text())
+    assert "same_as" not in retrained and retrained["code"]["digest"] == robustness.code_identity()["digest"]
+    assert (tmp_path / "work" / "runs" / "tiny" / "confusion" / "JCAS" / "seed0" / "models" / "model.pt").is_file()
