@@ -905,19 +905,22 @@ def verify(results: list[dict[str, Any]], count: int, args: argparse.Namespace) 
         )
 
 
-def rekey(results_dir: Path, methods: Sequence[str]) -> int:
+def rekey(results_dir: Path, methods: Sequence[str], tag: str = "", variant: dict[str, Any] | None = None) -> int:
     """Give the results of ``methods`` made before a change of :meth:`Run.key` that does not change what their runs
     do (a setting added at the value that reproduces the old behaviour, or pinned: :data:`NEW_PINS`), the key of
     the same run today, when their recorded overrides are the run's (pins aside); returns how many. A result made
     under a stopping rule or default that has changed since has the same overrides too, so the methods are named:
-    rekeying every method would pass such runs off as current."""
+    rekeying every method would pass such runs off as current. With ``tag``, the results of that tuning variant
+    (``variant``: its overrides, as ``--override`` gives them) instead of the methods' own."""
     count = 0
+    names = {f"{m} [{tag}]" if tag else m: m for m in methods if m in METHODS}
     for path in sorted(results_dir.rglob("seed*.json")):
         result = json.loads(path.read_text())
-        if result["method"] not in METHODS or result["method"] not in methods:
+        if result["method"] not in names:
             continue
         epochs = int(result["overrides"]["max_epochs"])
-        run = Run(result["dataset"], result["mode"], result["method"], result["seed"], epochs)
+        pairs = tuple(sorted((variant or {}).items()))
+        run = Run(result["dataset"], result["mode"], names[result["method"]], result["seed"], epochs, pairs, tag)
         now = {k: cli_value(v) for k, v in run.overrides().items() if k not in NEW_PINS}
         then = {k: v for k, v in result["overrides"].items() if k not in NEW_PINS}
         if now == then and result["key"] != run.key():
@@ -991,7 +994,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = shlex.join(["python", "-m", "benchmarks.robustness", *(argv if argv is not None else sys.argv[1:])])
     out = Path(args.out)
     if args.rekey:
-        print(f"{rekey(Path(args.results), args.methods)} results rekeyed")
+        print(f"{rekey(Path(args.results), args.methods, args.tag or '', args.override)} results rekeyed")
         return
     if args.report:
         print(report(load_results(Path(args.results)), out, command))

@@ -210,3 +210,30 @@ def test_the_default_reuses_a_tuning_run_of_the_same_settings(tmp_path, monkeypa
     retrained = json.loads((tmp_path / "results" / "tiny" / "confusion" / "JCAS" / "seed0.json").read_text())
     assert "same_as" not in retrained and retrained["code"]["digest"] == robustness.code_identity()["digest"]
     assert (tmp_path / "work" / "runs" / "tiny" / "confusion" / "JCAS" / "seed0" / "models" / "model.pt").is_file()
+
+
+def test_rekey_touches_only_the_named_methods_or_variant(tmp_path):
+    """--rekey gives the named methods' results (or one tuning variant's) today's key where their recorded
+    overrides are today's; another method's result with the same overrides (made under an old stopping rule, say)
+    keeps its stale key."""
+
+    def write(method: str, folder: str, run: Run) -> Path:
+        path = tmp_path / "demo2d" / "confusion" / folder / "seed0.json"
+        path.parent.mkdir(parents=True)
+        overrides = {k: robustness.cli_value(v) for k, v in run.overrides().items()}
+        record = {"dataset": "demo2d", "mode": "confusion", "method": method, "seed": 0, "key": "old"}
+        path.write_text(json.dumps({**record, "overrides": overrides}))
+        return path
+
+    jcas = write("JCAS", "JCAS", Run("demo2d", "confusion", "JCAS", 0, 60))
+    ce = write("CE", "CE", Run("demo2d", "confusion", "CE", 0, 60))
+    variant = Run("demo2d", "confusion", "JCAS", 0, 60, (("lambda_volume", 0.01),), "v")
+    tuned = write("JCAS [v]", "JCAS__v", variant)
+    assert robustness.rekey(tmp_path, ["JCAS"]) == 1
+    assert json.loads(jcas.read_text())["key"] == Run("demo2d", "confusion", "JCAS", 0, 60).key()
+    assert json.loads(ce.read_text())["key"] == json.loads(tuned.read_text())["key"] == "old"
+    assert robustness.rekey(tmp_path, ["JCAS"], "v", {"lambda_volume": 0.02}) == 0  # not that variant's settings
+    assert robustness.rekey(tmp_path, ["JCAS"], "v", {"lambda_volume": 0.01}) == 1
+    assert json.loads(tuned.read_text())["key"] == variant.key()
+    with pytest.raises(SystemExit):
+        robustness.parse_args(["--rekey"])
