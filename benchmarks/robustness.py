@@ -544,19 +544,21 @@ def summary_tables(results: list[dict[str, Any]], dataset: str, reference: str, 
             + "".join(f"; {m} {100 * v:.1f}" for m, v in ceiling.items() if m != best)
             + f". Gap closed = ({reference} − CE) / (ceiling − CE).",
         ]
-    errors = []
-    for mode in modes:
-        values = [
-            r["t_class_error"] for r in runs if (r["method"], r["mode"]) == (reference, mode) and "t_class_error" in r
-        ]
-        errors.append(f"{mode} {_mean(values):.3f}" if values else None)
-    if any(errors):
-        lines += [
-            "",
-            f"Learned T_C of {reference}, mean row L1 to the true transition: "
-            + ", ".join(e for e in errors if e)
-            + ".",
-        ]
+    learners = [reference] + sorted({r["method"] for r in runs if "t_class_error" in r} - {reference, PAPER})
+    for method in learners:  # the reference, and every tuning variant of it beside it
+        errors = []
+        for mode in modes:
+            values = [
+                r["t_class_error"] for r in runs if (r["method"], r["mode"]) == (method, mode) and "t_class_error" in r
+            ]
+            errors.append(f"{mode} {_mean(values):.3f}" if values else None)
+        if any(errors):
+            lines += [
+                "",
+                f"Learned T_C of {method}, mean row L1 to the true transition: "
+                + ", ".join(e for e in errors if e)
+                + ".",
+            ]
     return lines
 
 
