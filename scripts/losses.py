@@ -69,6 +69,14 @@ def _noisy_probabilities(logits: torch.Tensor, t_class: torch.Tensor | None) -> 
     return probs if t_class is None else torch.einsum("bc...,cd->bd...", probs, t_class.to(probs)).contiguous()
 
 
+def _noisy_log_probabilities(logits: torch.Tensor, t_class: torch.Tensor | None) -> torch.Tensor:
+    """BCH[WD] ``log clamp(softmax(logits) T_C, 1e-10)`` in float32 (``log_softmax(logits)`` when ``t_class`` is
+    None); call with autocast off."""
+    if t_class is None:
+        return torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
+    return torch.log(_noisy_probabilities(logits, t_class).clamp_min(_CLAMP))
+
+
 def forward_corrected_nll(
     logits: torch.Tensor, target: torch.Tensor, t_class: torch.Tensor | None = None, ignore_index: int = -100
 ) -> torch.Tensor:
@@ -84,10 +92,7 @@ def forward_corrected_nll(
         scalar mean over the non-ignored pixels (0 when every pixel is ignored).
     """
     with torch.autocast(device_type=logits.device.type, enabled=False):  # float32: the clamp at 1e-10 is not 0
-        if t_class is None:
-            log_probs = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
-        else:
-            log_probs = torch.log(_noisy_probabilities(logits, t_class).clamp_min(_CLAMP))
+        log_probs = _noisy_log_probabilities(logits, t_class)
         # a sum over the labelled pixels divided by their count (at least 1): a fully ignored batch gives 0, not NaN
         total = F.nll_loss(log_probs.contiguous(), target, ignore_index=ignore_index, reduction="sum")
         return total / (target != ignore_index).sum().clamp_min(1)
@@ -109,10 +114,7 @@ def bounded_nll(
         t_class: (C, C) row-stochastic class transition ``T_C``, or None for no correction.
     """
     with torch.autocast(device_type=logits.device.type, enabled=False):
-        if t_class is None:
-            log_probs = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=1)
-        else:
-            log_probs = torch.log(_noisy_probabilities(logits, t_class).clamp_min(_CLAMP))
+        log_probs = _noisy_log_probabilities(logits, t_class)
         valid = target != ignore_index
         log_p_y = log_probs.gather(1, torch.where(valid, target, 0).unsqueeze(1))[:, 0]
         loss = torch.where(valid, -torch.expm1(q * log_p_y) / q, torch.zeros_like(log_p_y))
