@@ -164,6 +164,7 @@ def config_problems(
     loss_type: Any = None,
     unet_strides: Any = None,
     transition_init: Any = None,
+    correction_lr_scale: Any = None,
 ) -> list[str]:
     """Each problem of the given config values, one line naming the key and what was expected (see
     :func:`check_config`). Values are the configs' keys of the same names; None (the default of most) skips a check.
@@ -198,6 +199,7 @@ def config_problems(
             ``affinity_pairs`` is None.
         loss_type: the training loss, one of :data:`LOSS_TYPES`.
         unet_strides: the UNet backbone's strides, one int (or one per spatial dim) per level.
+        correction_lr_scale: the factor of the network's learning rate at the switch to the correction stage, > 0.
         transition_init: a number (the transitions' initial off-diagonal weight), or a ``num_classes`` square
             row-stochastic matrix (non-negative, rows summing to 1 within 1e-3).
 
@@ -248,6 +250,7 @@ def config_problems(
         ("lambda_consistency", lambda_consistency, False),
         ("lambda_dice", lambda_dice, False),
         ("learning_rate", learning_rate, True),
+        ("correction_lr_scale", correction_lr_scale, True),
         ("transition_lr", transition_lr, False),
         ("weight_decay", weight_decay, False),
     ):

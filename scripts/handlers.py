@@ -63,11 +63,17 @@ class CALCStageHandler:
     ``warmup_limit`` epochs. The switch epoch is kept in the loss's state dict (``switch_epoch``) and the stage is set
     from it at every epoch start, so a run resumed from any checkpoint continues in the right stage.
 
+    At the switch the learning rate of each group of ``optimizer`` is multiplied by ``correction_lr_scale``, once: the
+    warm-up may learn at a higher rate than the correction stage (``lr <- s lr``; the scheduler's chainable decay goes
+    on from the scaled value, and the optimizer's state dict keeps it across ``--resume``).
+
     Args:
         loss: the CALC loss of the trainer.
         warmup_epochs: epochs without noise correction (0: correct from the start), or ``"auto"``.
         monitor: the early-learning monitor (needed for ``"auto"``).
         warmup_limit: the longest warm-up of ``"auto"`` (None: no limit).
+        optimizer: the network's optimizer, needed when ``correction_lr_scale`` is not 1.
+        correction_lr_scale: s > 0, the factor of the learning rate at the switch.
     """
 
     def __init__(
@@ -76,7 +82,13 @@ class CALCStageHandler:
         warmup_epochs: int | str,
         monitor: EarlyLearningMonitor | None = None,
         warmup_limit: int | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        correction_lr_scale: float = 1.0,
     ) -> None:
+        if not correction_lr_scale > 0:
+            raise ValueError(f"correction_lr_scale must be > 0, got {correction_lr_scale!r}")
+        if correction_lr_scale != 1.0 and optimizer is None:
+            raise ValueError("correction_lr_scale other than 1 needs the network's optimizer")
         if warmup_epochs == "auto":
             if monitor is None:
                 raise ValueError("warmup_epochs 'auto' needs the early-learning monitor")
@@ -86,6 +98,8 @@ class CALCStageHandler:
         self.warmup_epochs = warmup_epochs
         self.monitor = monitor
         self.warmup_limit = warmup_limit
+        self.optimizer = optimizer
+        self.correction_lr_scale = float(correction_lr_scale)
         self.logger = logging.getLogger(__name__)
 
     def attach(self, engine: Engine) -> None:
@@ -104,6 +118,10 @@ class CALCStageHandler:
                 ended = self.monitor.foreground_ended
                 why = f"early learning ended at epoch {ended}" if ended is not None else f"limit {self.warmup_limit}"
                 self.logger.info(f"epoch {epoch}: warm-up over ({why})")
+            if self.correction_lr_scale != 1.0:
+                for group in self.optimizer.param_groups:
+                    group["lr"] *= self.correction_lr_scale
+                self.logger.info(f"epoch {epoch}: learning rate x {self.correction_lr_scale:g} for the correction stage")
         switch = int(self.loss.switch_epoch)
         correction = 0 <= switch <= epoch
         if correction != self.loss.correction or epoch == 1:

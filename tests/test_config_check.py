@@ -58,6 +58,7 @@ CHECKED = (  # the train.json keys that check_config receives, with their shippe
     "weight_decay",
     "unet_strides",
     "transition_init",
+    "correction_lr_scale",
 )
 SHIPPED = {key: TRAIN[key] for key in CHECKED}
 
@@ -120,6 +121,7 @@ CASES = [  # overrides, the key the message must name, words of what was expecte
     ({"lambda_dice": -1.0}, "lambda_dice", ">= 0"),
     ({"learning_rate": -0.025}, "learning_rate", "> 0"),
     ({"learning_rate": 0}, "learning_rate", "> 0"),
+    ({"correction_lr_scale": 0}, "correction_lr_scale", "> 0"),
     ({"transition_lr": -0.01}, "transition_lr", ">= 0"),
     ({"weight_decay": "a lot"}, "weight_decay", ">= 0"),
     # the probe's [7, 7]: MONAI's UNet failed in its instance norm after a 529-line traceback, having created folders
