@@ -28,6 +28,7 @@ from typing import Any
 __all__ = [
     "BUNDLE_ROOT",
     "best_validation",
+    "epochs_trained",
     "bundle_command",
     "bundle_run",
     "cli_value",
@@ -167,6 +168,12 @@ def best_validation(output_dir: Path, metric: str = "val_mean_dice") -> tuple[fl
         raise RuntimeError(f"{output_dir / 'learning_curve.json'}: no '{metric}' recorded")
     best = max(value for value, _ in scored)
     return float(best), min(epoch for value, epoch in scored if value == best)
+
+
+def epochs_trained(output_dir: Path) -> int:
+    """The last epoch a training run recorded in ``learning_curve.json`` (where its early stop ended it)."""
+    history = json.loads((output_dir / "learning_curve.json").read_text())
+    return max(r["epoch"] for r in history)
 
 
 def read_per_image(eval_dir: Path, metric: str = "val_mean_dice") -> dict[str, Any]:

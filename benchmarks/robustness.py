@@ -66,6 +66,7 @@ import numpy as np
 from benchmarks.bundle_runs import (
     BUNDLE_ROOT,
     best_validation,
+    epochs_trained,
     bundle_run,
     cli_value,
     code_identity,
@@ -432,6 +433,7 @@ def train_and_evaluate(run: Run, datalist: Path, work: Path, tune: bool, threads
         "train_s": round(train_s, 1),
         "val_best": val_best,
         "val_epoch": val_epoch,
+        "epochs": epochs_trained(run_dir / "train"),
         "eval_s": round(eval_s, 1),
         "eval_process": eval_process,
         "val_per_image": scores[0],
@@ -597,6 +599,7 @@ def write_csvs(results: list[dict[str, Any]], out: Path, reference: str) -> None
                 "mdice": round(100 * mdice(per_image(r, "test")), 2) if "test_per_image" in r else "",
                 "t_class_error": round(r["t_class_error"], 4) if "t_class_error" in r else "",
                 "val_epoch": r["val_epoch"],
+                "epochs": r.get("epochs", ""),
                 "train_s": r["train_s"],
                 "commit": r["code"]["commit"][:10],
                 "current": is_current(r),
@@ -762,6 +765,13 @@ def cost_line(runs: list[dict[str, Any]], methods: Sequence[str]) -> str:
     base = medians.get("Dice-CE")
     parts = [f"{m} {v:.0f} s" + (f" ({v / base:.2f}×)" if base and m != "Dice-CE" else "") for m, v in medians.items()]
     line = "Median training time per run, two runs at a time, one thread each (ratio to Dice-CE): " + ", ".join(parts)
+    per_epoch = {m: [r["train_s"] / r["epochs"] for r in runs if r["method"] == m and r.get("epochs")] for m in methods}
+    per_epoch = {m: statistics.median(v) for m, v in per_epoch.items() if v}
+    if per_epoch:
+        base = per_epoch.get("Dice-CE")
+        line += ". Per epoch, where the run recorded its epochs: " + ", ".join(
+            f"{m} {v:.2f} s" + (f" ({v / base:.2f}×)" if base and m != "Dice-CE" else "") for m, v in per_epoch.items()
+        )
     for where, text in (("training", "after the training, in its process"), ("own", "in a process of its own")):
         evals = [r["eval_s"] for r in runs if "eval_s" in r and r.get("eval_process", "own") == where]
         if evals:
