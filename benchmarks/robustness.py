@@ -101,6 +101,7 @@ NEW_PINS = {
     "anchor_calibration": False,
     "warmup_dice": False,
     "correction_gce_q": None,
+    "correction_lr_scale": 1.0,
 }
 METHODS: dict[str, dict[str, Any]] = {
     # the bundle's default: train.json as it is, nothing overridden but the budget
@@ -156,6 +157,7 @@ JCAS_ONLY = {
     "warmup_dice",
     "correction_gce_q",
     "anchor_calibration",
+    "correction_lr_scale",
 }
 CORRECTION_ONLY = {
     "correction_threshold",
