@@ -121,7 +121,8 @@ class CALCStageHandler:
             if self.correction_lr_scale != 1.0:
                 for group in self.optimizer.param_groups:
                     group["lr"] *= self.correction_lr_scale
-                self.logger.info(f"epoch {epoch}: learning rate x {self.correction_lr_scale:g} for the correction stage")
+                scale = self.correction_lr_scale
+                self.logger.info(f"epoch {epoch}: learning rate x {scale:g} for the correction stage")
         switch = int(self.loss.switch_epoch)
         correction = 0 <= switch <= epoch
         if correction != self.loss.correction or epoch == 1:
