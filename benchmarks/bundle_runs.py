@@ -28,7 +28,6 @@ from typing import Any
 __all__ = [
     "BUNDLE_ROOT",
     "best_validation",
-    "epochs_trained",
     "bundle_command",
     "bundle_run",
     "cli_value",

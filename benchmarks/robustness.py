@@ -66,10 +66,10 @@ import numpy as np
 from benchmarks.bundle_runs import (
     BUNDLE_ROOT,
     best_validation,
-    epochs_trained,
     bundle_run,
     cli_value,
     code_identity,
+    epochs_trained,
     finished_seconds,
     read_per_image,
 )

@@ -118,10 +118,10 @@ class CALCStageHandler:
                 ended = self.monitor.foreground_ended
                 why = f"early learning ended at epoch {ended}" if ended is not None else f"limit {self.warmup_limit}"
                 self.logger.info(f"epoch {epoch}: warm-up over ({why})")
-            if self.correction_lr_scale != 1.0:
+            scale = self.correction_lr_scale
+            if scale != 1.0:
                 for group in self.optimizer.param_groups:
-                    group["lr"] *= self.correction_lr_scale
-                scale = self.correction_lr_scale
+                    group["lr"] *= scale
                 self.logger.info(f"epoch {epoch}: learning rate x {scale:g} for the correction stage")
         switch = int(self.loss.switch_epoch)
         correction = 0 <= switch <= epoch

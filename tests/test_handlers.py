@@ -63,41 +63,33 @@ def test_stage_follows_epoch_on_resume():
 
 def test_correction_lr_scale_once_at_the_switch_and_across_a_resume():
     """Switch at epoch 3, s = 0.5, PolynomialLR(total 4, power 1) stepped after each epoch: epoch e starts at
-    lr0 (1 - (e - 1) / 4), times s from epoch 3 on; an engine resumed from epoch 1 with the optimizer's and the
-    scheduler's state (what the checkpoint holds) follows the same rates."""
+    lr0 (1 - (e - 1) / 4), times s from epoch 3 on; a run resumed after epoch 1 or 3 from the loss's, optimizer's,
+    scheduler's and engine's state (what the checkpoint holds) follows the same rates, scaled once."""
 
-    def run(resume_at: int | None = None) -> list[float]:
+    def trainer(rates: list[float], state: tuple | None = None):
         loss = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2]))
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.4)
         scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=4, power=1.0)
-        rates: list[float] = []
         engine = loss_engine(loss)
+        if state is not None:
+            for part, saved in zip((loss, optimizer, scheduler, engine), state):
+                part.load_state_dict(saved)
         CALCStageHandler(loss, 2, optimizer=optimizer, correction_lr_scale=0.5).attach(engine)
         engine.add_event_handler(Events.EPOCH_STARTED, lambda e: rates.append(optimizer.param_groups[0]["lr"]))
         engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: scheduler.step())
-        if resume_at is None:
-            engine.run(range(2), max_epochs=4)
-            return rates
-        engine.run(range(2), max_epochs=resume_at)
-        state = optimizer.state_dict(), scheduler.state_dict(), loss.state_dict()
-        loss2 = CALCLoss(3, torch.tensor([0.5, 0.3, 0.2]))
-        loss2.load_state_dict(state[2])
-        optimizer2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.4)
-        optimizer2.load_state_dict(state[0])
-        scheduler2 = torch.optim.lr_scheduler.PolynomialLR(optimizer2, total_iters=4, power=1.0)
-        scheduler2.load_state_dict(state[1])
-        engine2 = loss_engine(loss2)
-        CALCStageHandler(loss2, 2, optimizer=optimizer2, correction_lr_scale=0.5).attach(engine2)
-        engine2.add_event_handler(Events.EPOCH_STARTED, lambda e: rates.append(optimizer2.param_groups[0]["lr"]))
-        engine2.add_event_handler(Events.EPOCH_COMPLETED, lambda e: scheduler2.step())
-        engine2.load_state_dict({"epoch": resume_at, "epoch_length": 2, "max_epochs": 4})  # as CheckpointLoader does
-        engine2.run(range(2), max_epochs=4)
-        return rates
+        return engine, (loss, optimizer, scheduler)
 
     expected = [0.4, 0.3, 0.5 * 0.2, 0.5 * 0.1]
-    assert run() == pytest.approx(expected)
-    assert run(resume_at=1) == pytest.approx(expected)
-    assert run(resume_at=3) == pytest.approx(expected)  # resumed after the switch: not scaled twice
+    rates: list[float] = []
+    trainer(rates)[0].run(range(2), max_epochs=4)
+    assert rates == pytest.approx(expected)
+    for resume_at in (1, 3):
+        rates = []
+        engine, parts = trainer(rates)
+        engine.run(range(2), max_epochs=resume_at)
+        saved = [p.state_dict() for p in parts] + [{"epoch": resume_at, "epoch_length": 2, "max_epochs": 4}]
+        trainer(rates, tuple(saved))[0].run(range(2), max_epochs=4)
+        assert rates == pytest.approx(expected), resume_at
 
 
 def test_bad_correction_lr_scale():
